@@ -1,0 +1,141 @@
+"""Dense face alignment with MediaPipe FaceMesh (468 points with depth) under LiteRT.
+
+A square, roll-aligned region of interest (ROI) is cut from the image with one
+``warpAffine`` into the network's 192x192 input; the network's points are
+mapped back to image pixels. ``z`` is returned in the same pixel scale as
+``x, y`` (larger z = farther from the camera, the network's convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import assets
+from .detector import Detection
+from .tflite import TFLiteModel
+
+INPUT_SIZE = 192
+# MediaPipe's crop rule for FaceMesh (face_detection_front_detection_to_roi):
+# the detection box enlarged 1.5x, squared on its long side, rotated so the eyes are level.
+ROI_SCALE = 1.5
+PRESENCE_THRESHOLD = 0.5
+# FaceMesh indices of the outer eye corners (subject's right, left): used to
+# level the ROI when it is computed from a previous frame's points.
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+
+
+@dataclass
+class Roi:
+    """A square, rotated region of the image.
+
+    Attributes
+    ----------
+    center : ndarray, shape (2,)
+        Centre ``(x, y)`` in image pixels.
+    size : float
+        Side length in image pixels.
+    angle : float
+        Rotation in radians; positive turns the ROI's x axis toward the image's
+        +y (down), i.e. clockwise on screen.
+    """
+
+    center: np.ndarray
+    size: float
+    angle: float
+
+    def crop_to_image(self) -> np.ndarray:
+        """2x3 affine map from crop pixel coordinates (0..191) to image pixels."""
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        k = self.size / INPUT_SIZE
+        linear = np.array([[c, -s], [s, c]]) * k
+        # Crop pixel u (centre at u + 0.5 of 192) maps to centre + linear @ (u + 0.5 - 96).
+        offset = self.center - linear @ np.full(2, INPUT_SIZE / 2 - 0.5)
+        return np.hstack([linear, offset[:, None]])
+
+
+@dataclass
+class Alignment:
+    """FaceMesh result for one face.
+
+    Attributes
+    ----------
+    points : ndarray, shape (468, 3)
+        ``x, y`` in image pixels and ``z`` in the same scale (relative depth).
+    presence : float
+        The network's face-presence probability in [0, 1].
+    roi : Roi
+        The crop the network saw.
+    """
+
+    points: np.ndarray
+    presence: float
+    roi: Roi
+
+
+def roi_from_detection(detection: Detection) -> Roi:
+    """MediaPipe's FaceMesh ROI from a BlazeFace detection.
+
+    Rotation from the eye keypoints, box enlarged by :data:`ROI_SCALE` and
+    squared on its long side.
+    """
+    right_eye, left_eye = detection.keypoints[0], detection.keypoints[1]
+    dx, dy = left_eye - right_eye
+    box = detection.box
+    center = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    size = max(box[2] - box[0], box[3] - box[1]) * ROI_SCALE
+    return Roi(center=center, size=float(size), angle=float(np.arctan2(dy, dx)))
+
+
+def roi_from_points(points: np.ndarray) -> Roi:
+    """ROI for the next frame from this frame's 468 points (MediaPipe's tracking rule).
+
+    The ROI is the points' bounding box in the eye-levelled frame, enlarged by
+    :data:`ROI_SCALE` and squared on its long side.
+    """
+    xy = points[:, :2]
+    dx, dy = xy[LEFT_EYE_OUTER] - xy[RIGHT_EYE_OUTER]
+    angle = float(np.arctan2(dy, dx))
+    c, s = np.cos(angle), np.sin(angle)
+    levelled = xy @ np.array([[c, -s], [s, c]])  # rotate by -angle
+    lo, hi = levelled.min(0), levelled.max(0)
+    center = np.array([[c, -s], [s, c]]) @ ((lo + hi) / 2)
+    return Roi(center=center, size=float((hi - lo).max() * ROI_SCALE), angle=angle)
+
+
+class FaceAligner:
+    """FaceMesh: 468 3D points per face from an ROI.
+
+    Parameters
+    ----------
+    num_threads : int
+        LiteRT CPU threads.
+    """
+
+    def __init__(self, num_threads: int = 1):
+        self._model = TFLiteModel(assets.require_model(assets.FACE_MESH), num_threads)
+        self._tensor = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+
+    def crop(self, image_bgr: np.ndarray, roi: Roi) -> np.ndarray:
+        """The network's 192x192 BGR uint8 view of ``roi`` (zero outside the image)."""
+        return cv2.warpAffine(image_bgr, roi.crop_to_image(), (INPUT_SIZE, INPUT_SIZE),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def process(self, image_bgr: np.ndarray, roi: Roi) -> Alignment:
+        """Run FaceMesh on ``roi`` of a BGR uint8 image."""
+        crop = self.crop(image_bgr, roi)
+        # BGR -> RGB, [0, 255] -> [0, 1] (FaceMesh's input range).
+        np.multiply(crop[:, :, ::-1], 1.0 / 255.0, out=self._tensor[0], casting="unsafe")
+        landmarks, presence_logit = self._model.run(self._tensor)
+        local = landmarks.reshape(468, 3)
+        affine = roi.crop_to_image()
+        scale = roi.size / INPUT_SIZE
+        points = np.empty((468, 3), np.float32)
+        # The network's x, y are continuous crop coordinates (pixel u spans [u, u+1]).
+        points[:, :2] = (local[:, :2] - 0.5) @ affine[:, :2].T + affine[:, 2]
+        points[:, 2] = local[:, 2] * scale
+        presence = float(1.0 / (1.0 + np.exp(-np.clip(presence_logit.ravel()[0], -80, 80))))
+        return Alignment(points=points, presence=presence, roi=roi)

@@ -1,0 +1,194 @@
+"""Face detection with MediaPipe BlazeFace (short- and full-range) under LiteRT.
+
+The image is letterboxed (aspect kept) into the model's square input, the SSD
+anchors are generated once per detector, boxes and the six keypoints are
+decoded as MediaPipe's ``TensorsToDetectionsCalculator`` does, and overlapping
+boxes are merged by MediaPipe's weighted non-maximum suppression. Results are
+in image pixels, 0-based (pixel centres at integer coordinates).
+
+Keypoint order (BlazeFace): 0 right eye, 1 left eye, 2 nose tip, 3 mouth
+centre, 4 right ear tragion, 5 left ear tragion ("right" = the subject's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import assets
+from .tflite import TFLiteModel
+
+
+@dataclass
+class Detection:
+    """One detected face.
+
+    Attributes
+    ----------
+    box : ndarray, shape (4,)
+        ``x1, y1, x2, y2`` in image pixels.
+    keypoints : ndarray, shape (6, 2)
+        BlazeFace keypoints ``(x, y)`` in image pixels.
+    score : float
+        Detection confidence in [0, 1].
+    """
+
+    box: np.ndarray
+    keypoints: np.ndarray
+    score: float
+
+
+# MediaPipe's SsdAnchorsCalculator options for the two models: layer strides
+# and the number of anchors per cell after merging layers of equal stride.
+# All anchors have fixed size 1 (fixed_anchor_size: true), so only centres matter.
+_MODEL_CONFIG = {
+    "short": dict(path=assets.DETECTOR_SHORT_RANGE, size=128, strides=(8, 16, 16, 16),
+                  anchors_per_layer=2, score_threshold=0.5),
+    "full": dict(path=assets.DETECTOR_FULL_RANGE, size=192, strides=(4,),
+                 anchors_per_layer=1, score_threshold=0.6),
+}
+_SCORE_CLIP = 100.0  # score_clipping_thresh in MediaPipe's graphs
+NMS_IOU_THRESHOLD = 0.3
+
+
+def ssd_anchor_centers(input_size: int, strides: tuple[int, ...], anchors_per_layer: int) -> np.ndarray:
+    """Anchor centres, normalised to [0, 1], in the order the model emits boxes.
+
+    Consecutive layers with the same stride share one feature map (MediaPipe
+    merges them), each contributing ``anchors_per_layer`` anchors per cell.
+    """
+    centers = []
+    layer = 0
+    while layer < len(strides):
+        stride = strides[layer]
+        repeats = 0
+        while layer < len(strides) and strides[layer] == stride:
+            repeats += anchors_per_layer
+            layer += 1
+        cells = int(np.ceil(input_size / stride))
+        ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 2)
+        centers.append(np.repeat(grid, repeats, axis=0))
+    return np.concatenate(centers).astype(np.float32)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``x1y1x2y2`` box with many."""
+    ix1 = np.maximum(box[0], boxes[:, 0])
+    iy1 = np.maximum(box[1], boxes[:, 1])
+    ix2 = np.minimum(box[2], boxes[:, 2])
+    iy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                 iou_threshold: float = NMS_IOU_THRESHOLD) -> list[Detection]:
+    """MediaPipe's weighted non-maximum suppression.
+
+    The best remaining box and every box overlapping it by more than
+    ``iou_threshold`` form a cluster; the cluster's boxes and keypoints are
+    averaged with score weights, and the cluster keeps its best score.
+    """
+    order = np.argsort(-scores, kind="stable")
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    remaining = np.ones(len(scores), dtype=bool)
+    detections = []
+    for i in range(len(scores)):  # loops over clusters (a few faces), not anchors
+        if not remaining[i]:
+            continue
+        cluster = remaining & (box_iou(boxes[i], boxes) > iou_threshold)
+        cluster[i] = True
+        weights = scores[cluster] / scores[cluster].sum()
+        detections.append(Detection(
+            box=(weights[:, None] * boxes[cluster]).sum(0).astype(np.float32),
+            keypoints=(weights[:, None, None] * keypoints[cluster]).sum(0).astype(np.float32),
+            score=float(scores[i])))
+        remaining &= ~cluster
+    return detections
+
+
+def merge_detections(*groups: list[Detection], iou_threshold: float = NMS_IOU_THRESHOLD) -> list[Detection]:
+    """Merge detections from several detectors (e.g. short + full range) into one list."""
+    dets = [d for group in groups for d in group]
+    if not dets:
+        return []
+    return weighted_nms(np.stack([d.box for d in dets]), np.stack([d.keypoints for d in dets]),
+                        np.array([d.score for d in dets], dtype=np.float32), iou_threshold)
+
+
+class FaceDetector:
+    """BlazeFace face detector.
+
+    Parameters
+    ----------
+    model : {"short", "full"}
+        ``short`` (128x128, faces within ~2 m, fastest) or ``full``
+        (192x192, small and far faces).
+    score_threshold : float, optional
+        Minimum detection score; MediaPipe's default for the model if omitted.
+    num_threads : int
+        LiteRT CPU threads.
+    """
+
+    def __init__(self, model: str = "short", score_threshold: float | None = None, num_threads: int = 1):
+        if model not in _MODEL_CONFIG:
+            raise ValueError(f"unknown detector model {model!r}; use 'short' or 'full'")
+        config = _MODEL_CONFIG[model]
+        self.model_name = model
+        self.input_size = config["size"]
+        self.score_threshold = float(config["score_threshold"] if score_threshold is None else score_threshold)
+        self._model = TFLiteModel(assets.require_model(config["path"]), num_threads)
+        self._anchors = ssd_anchor_centers(self.input_size, config["strides"], config["anchors_per_layer"])
+        self._tensor = np.zeros((1, self.input_size, self.input_size, 3), np.float32)
+
+    def _letterbox(self, image_bgr: np.ndarray) -> tuple[float, float, float]:
+        """Resize with aspect kept and centre-pad into the input tensor.
+
+        Returns the scale and the padding (in input pixels) to undo it.
+        """
+        h, w = image_bgr.shape[:2]
+        size = self.input_size
+        scale = size / max(h, w)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        # INTER_AREA: the detector input is a strong downscale; area averaging avoids aliasing.
+        small = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+        self._tensor.fill(0.0)  # padding is 0 in [-1, 1], i.e. mid-grey, as MediaPipe pads
+        # BGR -> RGB and [0, 255] -> [-1, 1] in one pass over the small image.
+        self._tensor[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small[:, :, ::-1] * (2.0 / 255.0) - 1.0
+        return new_w / w, new_h / h, pad_x, pad_y
+
+    def process(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Detect all faces in a BGR uint8 image.
+
+        Returns
+        -------
+        list of Detection
+            Sorted by decreasing score; empty when no face is found.
+        """
+        scale_x, scale_y, pad_x, pad_y = self._letterbox(image_bgr)
+        regressors, classificators = self._model.run(self._tensor)
+        logits = np.clip(classificators[0, :, 0], -_SCORE_CLIP, _SCORE_CLIP)
+        keep = logits > np.log(self.score_threshold / (1.0 - self.score_threshold))
+        if not keep.any():
+            return []
+        raw = regressors[0, keep]
+        scores = 1.0 / (1.0 + np.exp(-logits[keep]))
+        size = float(self.input_size)
+        centers = self._anchors[keep] * size  # anchor centres in input pixels (continuous)
+        # Model output is in input pixels relative to the anchor centre (x_scale = input size).
+        cx, cy = centers[:, 0] + raw[:, 0], centers[:, 1] + raw[:, 1]
+        half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
+        boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + centers[:, None, :]
+        # Undo the letterbox; continuous coordinates -> 0-based pixel centres (-0.5).
+        offset = np.array([pad_x, pad_y], np.float32)
+        inv_scale = np.array([1.0 / scale_x, 1.0 / scale_y], np.float32)
+        boxes = ((boxes.reshape(-1, 2, 2) - offset) * inv_scale - 0.5).reshape(-1, 4)
+        keypoints = (keypoints - offset) * inv_scale - 0.5
+        return weighted_nms(boxes, keypoints, scores.astype(np.float32))

@@ -1,0 +1,144 @@
+"""Head pose: similarity alignment of the face points to the canonical face.
+
+Frames and conventions
+----------------------
+Image frame: ``x`` right, ``y`` down, ``z`` away from the camera (FaceMesh's
+depth sign), right-handed. The canonical face (``asset/canonical_face.npz``)
+is expressed in the same frame when the head looks straight at the camera.
+The fitted pose maps canonical points ``c`` to image points ``p``::
+
+    p = scale * R @ c + translation
+
+Angles follow the **AFLW2000-3D convention**, with ``R = Rz(roll) @ Ry(yaw) @
+Rx(-pitch)`` (standard right-handed rotation matrices in the image frame):
+
+- yaw > 0 when the nose points toward the image's left;
+- pitch > 0 when the chin goes up (the face looks up);
+- roll > 0 when the line through the eyes slopes down toward the image's right.
+
+Roll is the outermost rotation, about the camera axis, so rotating an image in
+its plane by ``a`` degrees changes roll by ``a`` and leaves yaw and pitch; a
+mirrored image gives ``(-yaw, pitch, -roll)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Pose:
+    """Similarity pose of a face.
+
+    Attributes
+    ----------
+    rotation : ndarray, shape (3, 3)
+        Rotation from the canonical frame to the image frame.
+    scale : float
+        Pixels per canonical unit.
+    translation : ndarray, shape (3,)
+        Image position of the canonical origin (``z`` relative).
+    yaw_pitch_roll_deg : ndarray, shape (3,)
+        Euler angles in degrees (see the module docstring).
+    """
+
+    rotation: np.ndarray
+    scale: float
+    translation: np.ndarray
+    yaw_pitch_roll_deg: np.ndarray
+
+    def transform(self, points: np.ndarray) -> np.ndarray:
+        """Map canonical-frame points ``(n, 3)`` into the image frame."""
+        return self.scale * points @ self.rotation.T + self.translation
+
+
+def umeyama(source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None
+            ) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares similarity transform (Umeyama 1991) with ``target ≈ s R source + t``.
+
+    Parameters
+    ----------
+    source, target : ndarray, shape (n, 3)
+        Corresponding points.
+    weights : ndarray, shape (n,), optional
+        Non-negative point weights.
+
+    Returns
+    -------
+    rotation : ndarray, shape (3, 3)
+        A proper rotation (det = +1).
+    scale : float
+    translation : ndarray, shape (3,)
+    """
+    source = np.asarray(source, np.float64)
+    target = np.asarray(target, np.float64)
+    w = np.full(len(source), 1.0 / len(source)) if weights is None else weights / weights.sum()
+    mu_s, mu_t = w @ source, w @ target
+    src, tgt = source - mu_s, target - mu_t
+    cov = (tgt * w[:, None]).T @ src
+    u, sing, vt = np.linalg.svd(cov)
+    sign = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # forbid reflections
+        sign[2] = -1.0
+    rotation = (u * sign) @ vt
+    var_s = w @ (src ** 2).sum(1)
+    scale = float((sing * sign).sum() / var_s) if var_s > 0 else 0.0
+    translation = mu_t - scale * rotation @ mu_s
+    return rotation, scale, translation
+
+
+def rotation_matrix(yaw_pitch_roll_deg) -> np.ndarray:
+    """Rotation matrix from AFLW2000-3D yaw, pitch, roll in degrees."""
+    yaw, pitch, roll = np.deg2rad(np.asarray(yaw_pitch_roll_deg, np.float64))
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    cx, sx = np.cos(-pitch), np.sin(-pitch)
+    cz, sz = np.cos(roll), np.sin(roll)
+    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    return rot_z @ rot_y @ rot_x
+
+
+def yaw_pitch_roll_deg(rotation: np.ndarray) -> np.ndarray:
+    """AFLW2000-3D yaw, pitch, roll in degrees of a rotation matrix (inverse of :func:`rotation_matrix`)."""
+    r = np.asarray(rotation, np.float64)
+    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
+    pitch = -np.arctan2(r[2, 1], r[2, 2])
+    roll = np.arctan2(r[1, 0], r[0, 0])
+    return np.rad2deg(np.array([yaw, pitch, roll]))
+
+
+def estimate_pose(points: np.ndarray, canonical: np.ndarray, weights: np.ndarray | None = None) -> Pose:
+    """Similarity pose of face ``points`` (image frame) against the ``canonical`` face.
+
+    Parameters
+    ----------
+    points : ndarray, shape (n, 3)
+        Face points in the image frame (FaceMesh's 468 points).
+    canonical : ndarray, shape (n, 3)
+        The same points on the canonical frontal face.
+    weights : ndarray, shape (n,), optional
+        Per-point weights (e.g. to down-weight the less rigid jaw and lips).
+    """
+    rotation, scale, translation = umeyama(canonical, points, weights)
+    return Pose(rotation=rotation, scale=scale, translation=translation,
+                yaw_pitch_roll_deg=yaw_pitch_roll_deg(rotation))
+
+
+def pose_box_corners(pose: Pose, canonical: np.ndarray, depth_factor: float = 1.0) -> np.ndarray:
+    """Eight corners of a 3D box around the canonical face, in image pixels.
+
+    Returns
+    -------
+    ndarray, shape (8, 3)
+        Corners 0-3: the back face (far), 4-7: the front face (near), each
+        in the order top-left, top-right, bottom-right, bottom-left.
+    """
+    lo, hi = canonical.min(0), canonical.max(0)
+    (x0, y0, z0), (x1, y1, z1) = lo, hi
+    z_front, z_back = z0, z0 + (z1 - z0) * depth_factor
+    corners = np.array([[x0, y0, z_back], [x1, y0, z_back], [x1, y1, z_back], [x0, y1, z_back],
+                        [x0, y0, z_front], [x1, y0, z_front], [x1, y1, z_front], [x0, y1, z_front]])
+    return pose.transform(corners)

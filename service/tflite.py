@@ -1,0 +1,46 @@
+"""One small adapter around the LiteRT interpreter.
+
+LiteRT (``ai-edge-litert``) is the runtime; the thread count is explicit and
+defaults to 1 because the product promises one-core real time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class TFLiteModel:
+    """A loaded ``.tflite`` model with one float32 input.
+
+    Parameters
+    ----------
+    path : Path
+        Model file.
+    num_threads : int
+        CPU threads for the interpreter (XNNPACK).
+    """
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError("LiteRT is not installed. Run: make setup "
+                              "(or: pip install -r requirements.txt)") from exc
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
+            self._interpreter.allocate_tensors()
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a valid TFLite model ({exc}). "
+                             f"Delete it and run: make setup") from exc
+        inp = self._interpreter.get_input_details()[0]
+        self.input_shape = tuple(int(v) for v in inp["shape"])
+        self._input_index = inp["index"]
+        self._output_indices = [d["index"] for d in self._interpreter.get_output_details()]
+
+    def run(self, image: np.ndarray) -> list[np.ndarray]:
+        """Invoke the model on ``image`` (float32, the model's input shape)."""
+        self._interpreter.set_tensor(self._input_index, image)
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(i) for i in self._output_indices]
