@@ -1,0 +1,120 @@
+"""3D face reconstruction of photos: mesh render, 68 landmarks and pose box per face.
+
+Examples
+--------
+python3 demo_image.py photo.jpg -o out/images --json out/json
+python3 demo_image.py photos/ -o out/images
+
+For every image ``NAME.ext`` it writes ``OUT/NAME.png`` (the drawing) and, with
+``--json DIR``, ``DIR/NAME.json``::
+
+    {"image": "...", "width": w, "height": h,
+     "faces": [{"box": [x1, y1, x2, y2], "score": s,
+                "yaw_pitch_roll_deg": [yaw, pitch, roll],
+                "landmarks68": [[x, y, z], ... 68 points]}]}
+
+Coordinates are 0-based image pixels. An image with no face gets
+``"faces": []``. Both BlazeFace models run and are merged (best recall on
+photos); models load once for the whole batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="3D face reconstruction of photos.")
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    parser.add_argument("-o", "--output", type=Path, default=Path("out/images"),
+                        help="folder for the annotated PNGs (default: out/images)")
+    parser.add_argument("--json", type=Path, help="folder for one JSON result per image")
+    parser.add_argument("--detector", choices=("short", "full", "both"), default="both",
+                        help="BlazeFace model(s) (default: both, merged)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 2)")
+    parser.add_argument("--refine", type=int, default=2,
+                        help="extra FaceMesh passes on a crop re-centred from the points (default 2)")
+    return parser.parse_args(argv)
+
+
+def draw_faces(image, faces, pipeline, renderer):
+    """Mesh render, then landmarks, pose box and angles on top, in place."""
+    from service import draw
+
+    for face in faces:
+        renderer.render(image, face.points468, pipeline.canonical.triangles, alpha=0.6)
+    for face in faces:
+        draw.draw_landmarks68(image, face.landmarks68)
+        draw.draw_pose_box(image, face.pose, pipeline.canonical.vertices)
+        draw.draw_pose_label(image, face.box, face.pose)
+    return image
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write through a temporary file and rename, so no partial file is left."""
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_png(path: Path, image) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"could not write {path}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import cv2
+    from tqdm import tqdm
+
+    from service.assets import MissingAssetError
+    from service.image_io import InputError, list_images, load_image
+    from service.pipeline import FacePipeline
+    from service.render import MeshRenderer
+
+    cv2.setNumThreads(args.threads)
+    images = list_images(args.inputs)
+    if not images:
+        print("error: no image found in " + " ".join(args.inputs), file=sys.stderr)
+        return 2
+    try:
+        for folder in filter(None, (args.output, args.json)):
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise InputError(f"{folder}: folder is not writable")
+        pipeline = FacePipeline(detector=args.detector, num_threads=args.threads, refine_steps=args.refine)
+        renderer = MeshRenderer()
+    except (InputError, MissingAssetError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    failed = 0
+    for path in tqdm(images, unit="image", disable=None if len(images) > 1 else True):
+        try:
+            image = load_image(path)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        faces = pipeline.process(image)
+        drawing = draw_faces(image.copy(), faces, pipeline, renderer)
+        png = args.output / f"{path.stem}.png"
+        write_atomic(png, lambda p: write_png(p, drawing))
+        result = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
+                  "faces": [face.to_json() for face in faces]}
+        if args.json:
+            write_atomic(args.json / f"{path.stem}.json", lambda p: p.write_text(json.dumps(result) + "\n"))
+        angles = "; ".join("yaw {:+.1f} pitch {:+.1f} roll {:+.1f}".format(*f.pose.yaw_pitch_roll_deg)
+                           for f in faces)
+        print(f"{path}: {len(faces)} face(s){': ' + angles if faces else ''} -> {png}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
