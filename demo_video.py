@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     from service.image_io import InputError
     from service.pipeline import FacePipeline
     from service.render import MeshRenderer
-    from service.video_io import SafeCsvWriter, SafeVideoWriter, VideoSource, check_writable, parse_source
+    from service.video_io import (GracefulInterrupt, SafeCsvWriter, SafeVideoWriter, VideoSource, check_writable,
+                                  parse_source)
 
     cv2.setNumThreads(args.threads)
     source_name = parse_source(args.file)
@@ -102,9 +103,9 @@ def main(argv=None) -> int:
         check_writable(output)
         if args.csv:
             check_writable(args.csv)
+        source = VideoSource(source_name)  # first: a bad input fails before models load
         pipeline = FacePipeline(detector=args.detector, num_threads=args.threads)
         renderer = MeshRenderer() if args.mode == "mesh" else None
-        source = VideoSource(source_name)
     except (InputError, MissingAssetError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -116,17 +117,19 @@ def main(argv=None) -> int:
     frames_with_face = 0
     interrupted = False
     try:
-        for index, frame in enumerate(tqdm(source.frames(args.max_frames), total=total, unit="frame",
-                                           desc=f"{args.mode}", disable=None)):
-            faces = pipeline.process(frame)
-            frames_with_face += bool(faces)
-            if csv_writer:
-                csv_writer.write_faces(index, faces)
-            annotate(frame, faces, args.mode, pipeline.canonical, renderer, args.dense_step)
-            writer.write(frame)
-            if not window.show(frame):
-                break
-    except KeyboardInterrupt:
+        with GracefulInterrupt() as ctrl_c:
+            for index, frame in enumerate(tqdm(source.frames(args.max_frames), total=total, unit="frame",
+                                               desc=f"{args.mode}", disable=None)):
+                faces = pipeline.process(frame)
+                frames_with_face += bool(faces)
+                annotate(frame, faces, args.mode, pipeline.canonical, renderer, args.dense_step)
+                writer.write(frame)
+                if csv_writer:
+                    csv_writer.write_faces(index, faces)
+                if ctrl_c.requested or not window.show(frame):
+                    break
+            interrupted = ctrl_c.requested
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, still close the outputs
         interrupted = True
     finally:
         writer.close()

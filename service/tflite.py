@@ -6,9 +6,36 @@ defaults to 1 because the product promises one-core real time.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide the C++ runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line.
+
+    LiteRT prints it straight to file descriptor 2 (no setting turns it off);
+    it would break the one-line errors and clean output the scripts promise.
+    Python-level errors still surface as exceptions.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. embedded): nothing to hide
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class TFLiteModel:
@@ -29,9 +56,10 @@ class TFLiteModel:
             raise ImportError("LiteRT is not installed. Run: make setup "
                               "(or: pip install -r requirements.txt)") from exc
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
-            self._interpreter.allocate_tensors()
-        except ValueError as exc:
+            with _native_stderr_silenced():
+                self._interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
+                self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
             raise ValueError(f"{path} is not a valid TFLite model ({exc}). "
                              f"Delete it and run: make setup") from exc
         inp = self._interpreter.get_input_details()[0]

@@ -41,7 +41,15 @@ class VideoSource:
                 raise InputError(f"{source}: no such video file")
             if path.stat().st_size == 0:
                 raise InputError(f"{source}: empty file (0 bytes)")
-        self._capture = cv2.VideoCapture(source)
+        # OpenCV logs backend warnings of its own when a camera or file will
+        # not open; the InputError below says it in one line instead.
+        logging = cv2.utils.logging
+        level = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        try:
+            self._capture = cv2.VideoCapture(source)
+        finally:
+            logging.setLogLevel(level)
         if not self._capture.isOpened():
             what = f"camera {source}" if isinstance(source, int) else f"{source}"
             raise InputError(f"{what}: could not be opened (no such camera, or not a readable video)")
@@ -155,3 +163,37 @@ class SafeCsvWriter:
         if not self._file.closed:
             self._file.close()
             os.replace(self._tmp, self.path)
+
+
+class GracefulInterrupt:
+    """Turn the first Ctrl-C into a request to stop after the current frame.
+
+    Use as a context manager and check :attr:`requested` once per frame, so the
+    frame being processed is finished and written to every output before the
+    loop ends (a KeyboardInterrupt could land between the video frame and its
+    CSV rows). A second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False

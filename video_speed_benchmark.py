@@ -1,0 +1,118 @@
+"""Per-stage speed of the pipeline on a video: median and p90 milliseconds per frame.
+
+Usage: ``python3 video_speed_benchmark.py VIDEO [--threads 1] [--frames 300] [--json]``
+
+Stages, timed separately on every frame after a warm-up:
+decode (OpenCV read), detect (BlazeFace, every frame), align (FaceMesh crop +
+network + unprojection, all faces), pose (similarity fit + 68 landmarks),
+render (C renderer, mesh of every face). ``total`` is detect + align + pose +
+render (decode excluded: it depends on the codec, not on this product).
+One thread by default: the product's promise is one CPU core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("decode", "detect", "align", "pose", "render")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Per-stage timings of the face pipeline on a video.")
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    parser.add_argument("--frames", type=int, default=300, help="timed frames (the video loops; default 300)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed frames first (default 20)")
+    parser.add_argument("--detector", choices=("short", "full", "both"), default="short")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser.parse_args(argv)
+
+
+def summarise(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Median and p90 in milliseconds for each stage."""
+    return {name: {"median_ms": float(np.median(v) * 1e3), "p90_ms": float(np.percentile(v, 90) * 1e3)}
+            for name, v in times.items()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import cv2
+
+    from service.assets import MissingAssetError
+    from service.image_io import InputError
+    from service.pipeline import FacePipeline
+    from service.render import MeshRenderer
+    from service.video_io import VideoSource
+
+    cv2.setNumThreads(args.threads)
+    try:
+        pipeline = FacePipeline(detector=args.detector, num_threads=args.threads)
+        renderer = MeshRenderer()
+        VideoSource(str(args.video)).close()
+    except (InputError, MissingAssetError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    times = {name: [] for name in STAGES}
+    faces_seen = []
+    clock = time.perf_counter
+    done = 0
+    source = None
+    while done < args.warmup + args.frames:
+        if source is None:
+            source = VideoSource(str(args.video))
+            frames = source.frames()
+        t0 = clock()
+        frame = next(frames, None)
+        t1 = clock()
+        if frame is None:  # loop the video
+            source.close()
+            source = None
+            if done == 0:
+                print(f"error: no frame could be read from {args.video}", file=sys.stderr)
+                return 1
+            continue
+        detections = pipeline.detect(frame)
+        t2 = clock()
+        alignments = [pipeline.align(frame, d) for d in detections]
+        t3 = clock()
+        faces = [pipeline.fit(d, a) for d, a in zip(detections, alignments) if a.presence >= pipeline.presence_threshold]
+        t4 = clock()
+        for face in faces:
+            renderer.render(frame, face.points468, pipeline.canonical.triangles)
+        t5 = clock()
+        if done >= args.warmup:
+            for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                times[name].append(dt)
+            faces_seen.append(len(faces))
+        done += 1
+    if source is not None:
+        source.close()
+
+    times["total"] = [sum(v) for v in zip(*(times[s] for s in STAGES[1:]))]
+    summary = summarise(times)
+    total_ms = summary["total"]["median_ms"]
+    result = {"video": str(args.video), "frames": args.frames, "threads": args.threads, "detector": args.detector,
+              "mean_faces_per_frame": float(np.mean(faces_seen)), "stages": summary,
+              "fps_total": 1000.0 / total_ms if total_ms > 0 else None,
+              "fps_with_decode": 1000.0 / (total_ms + summary["decode"]["median_ms"])}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.video}: {args.frames} frames, {args.threads} thread(s), detector {args.detector}, "
+          f"{result['mean_faces_per_frame']:.2f} faces/frame")
+    print(f"{'stage':<8} {'median ms':>10} {'p90 ms':>8}")
+    for name, row in summary.items():
+        print(f"{name:<8} {row['median_ms']:>10.2f} {row['p90_ms']:>8.2f}")
+    print(f"fps (total, decode excluded): {result['fps_total']:.0f}; with decode: {result['fps_with_decode']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
