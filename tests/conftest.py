@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 from service import assets  # noqa: E402
+from service.ibug import read_pts  # noqa: E402,F401  (re-exported for the tests)
 
 
 def need(path: Path, how: str) -> Path:
@@ -58,8 +58,3 @@ def video_pipeline(models_present):
     return FacePipeline(detector="short")
 
 
-def read_pts(path: Path) -> np.ndarray:
-    """ibug .pts -> (68, 2) 0-based pixels."""
-    lines = Path(path).read_text().splitlines()
-    start = lines.index("{") + 1
-    return np.array([[float(v) for v in line.split()] for line in lines[start:start + 68]]) - 1.0

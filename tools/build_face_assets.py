@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from service.aligner import FaceAligner, roi_from_detection  # noqa: E402
 from service.detector import FaceDetector, box_iou, merge_detections  # noqa: E402
+from service.ibug import read_pts  # noqa: E402
 from service.pose import umeyama, yaw_pitch_roll_deg  # noqa: E402
 
 CACHE = ROOT / ".cache" / "facemesh_300w.npz"
@@ -69,14 +70,6 @@ FRONTAL_LIMIT_DEG = 20.0
 RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246]
 LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466]
 INNER_LIPS = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191]
-
-
-def read_pts(path: Path) -> np.ndarray:
-    """ibug ``.pts`` file -> (68, 2) float, converted to 0-based pixels."""
-    lines = path.read_text().splitlines()
-    start = lines.index("{") + 1
-    pts = np.array([[float(v) for v in line.split()] for line in lines[start:start + 68]])
-    return pts - 1.0
 
 
 def run_facemesh(data: Path) -> dict:
