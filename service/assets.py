@@ -18,6 +18,7 @@ DETECTOR_FULL_RANGE = WEIGHTS_DIR / "face_detection_full_range.tflite"
 FACE_MESH = WEIGHTS_DIR / "face_landmark.tflite"
 CANONICAL_FACE = ASSET_DIR / "canonical_face.npz"
 LANDMARKS68_MAP = ASSET_DIR / "landmarks68_map.npz"
+FACE_MODEL = ASSET_DIR / "face_model.npz"
 SAMPLE_VIDEO = DATA_DIR / "WolfgangLanger_Pexels.mp4"
 
 

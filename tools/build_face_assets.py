@@ -27,7 +27,7 @@ Method
    of those faces, i.e. "frontal" means the way people in 300-W photos face
    the camera (yaw and roll are zero by symmetry).
 4. Triangles: Delaunay triangulation of the canonical face seen from the
-   front, with the triangles inside the eyes and the mouth opening removed.
+   front, with the triangles inside the mouth opening removed (eyes covered).
 5. iBUG-68 map: per landmark, non-negative least squares (weights summing to
    one) from the 468 points to the labelled point, over HELEN-train and
    LFPW-train faces in a per-face normalised frame, truncated to the K
@@ -200,12 +200,16 @@ def build_canonical(points: np.ndarray):
 
 
 def triangulate(canonical: np.ndarray) -> np.ndarray:
-    """Delaunay triangles of the frontal view, minus the eye and mouth openings."""
+    """Delaunay triangles of the frontal view, minus the mouth opening.
+
+    The eyes stay covered (a closed surface over the eyeball, as in the Basel
+    Face Model); the mouth stays open so an open mouth renders as one.
+    """
     xy = canonical[:, :2]
     triangles = Delaunay(xy).simplices
     centroids = xy[triangles].mean(1)
     keep = np.ones(len(triangles), bool)
-    for contour in (RIGHT_EYE, LEFT_EYE, INNER_LIPS):
+    for contour in (INNER_LIPS,):
         polygon = xy[contour].astype(np.float32)
         inside = np.array([cv2.pointPolygonTest(polygon, tuple(map(float, c)), False) > 0 for c in centroids])
         keep &= ~inside

@@ -1,0 +1,176 @@
+"""The project's 3D morphable face model: 62 parameters -> 468 points -> dense mesh.
+
+Parameters (``params62``, float64, shape (62,))
+-----------------------------------------------
+- ``[0:12]``  camera: the 3x4 matrix ``[s R | t]`` row-major. A model point
+  ``v`` (canonical frame, unit = outer-eye-corner distance) goes to image
+  pixels as ``s R v + t`` (x right, y down, z away from the camera, z in the
+  same pixel scale, orthographic view). ``R``, ``s`` give the head pose.
+- ``[12:52]`` 40 shape (identity) coefficients, in standard deviations.
+- ``[52:62]`` 10 expression coefficients, in standard deviations.
+
+Model: ``v = mean + sum_k alpha_k S_k + sum_k beta_k E_k`` over FaceMesh's 468
+points, with bases scaled by their standard deviations, learned by
+``tools/build_face_model.py`` (see README). The dense mesh is Loop
+subdivision (a sparse linear map) of the 468-point surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import assets
+from .pose import Pose, umeyama, yaw_pitch_roll_deg
+from .subdivision import subdivision_maps
+
+N_CAMERA, N_SHAPE, N_EXPRESSION = 12, 40, 10
+N_PARAMS = N_CAMERA + N_SHAPE + N_EXPRESSION  # 62
+SHAPE = slice(N_CAMERA, N_CAMERA + N_SHAPE)
+EXPRESSION = slice(N_CAMERA + N_SHAPE, N_PARAMS)
+
+
+def split_params(params62: np.ndarray):
+    """``(camera 3x4, shape (40,), expression (10,))`` views of a parameter vector."""
+    params62 = np.asarray(params62, np.float64)
+    if params62.shape != (N_PARAMS,):
+        raise ValueError(f"params62 must have shape (62,), got {params62.shape}")
+    return params62[:N_CAMERA].reshape(3, 4), params62[SHAPE], params62[EXPRESSION]
+
+
+def pose_from_params(params62: np.ndarray) -> Pose:
+    """Head pose (rotation, scale, translation, yaw/pitch/roll) from the camera part."""
+    camera, _, _ = split_params(params62)
+    linear = camera[:, :3]
+    scale = float(np.cbrt(np.linalg.det(linear)))
+    rotation = linear / scale if scale > 0 else np.eye(3)
+    return Pose(rotation=rotation, scale=scale, translation=camera[:, 3].copy(),
+                yaw_pitch_roll_deg=yaw_pitch_roll_deg(rotation))
+
+
+@dataclass
+class FaceModel:
+    """A linear 3D face model over FaceMesh's 468 points, with fitting and dense expansion.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (468, 3)
+    shape_basis : ndarray, shape (40, 468, 3)
+        Identity directions, each scaled by its standard deviation.
+    expression_basis : ndarray, shape (10, 468, 3)
+        Expression directions, each scaled by its standard deviation.
+    expression_names : list of str
+        What each expression coefficient does (positive direction).
+    triangles : ndarray, shape (m, 3)
+        Triangles of the 468-point surface.
+    regularisation : float
+        Ridge weight of the fit (residual variance per coordinate, model units²).
+    subdivision_levels : int
+        Loop levels of the dense mesh (3 gives 28,111 vertices).
+    """
+
+    mean: np.ndarray
+    shape_basis: np.ndarray
+    expression_basis: np.ndarray
+    expression_names: list
+    triangles: np.ndarray
+    regularisation: float
+    subdivision_levels: int = 3
+    _solver: np.ndarray = field(init=False, repr=False)
+    _basis: np.ndarray = field(init=False, repr=False)
+    _dense_maps: list = field(init=False, repr=False)
+    dense_triangles: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        # Ridge solve precomputed once: coefficients = solver @ (aligned points - mean).
+        basis = np.concatenate([self.shape_basis, self.expression_basis]).reshape(N_SHAPE + N_EXPRESSION, -1).T
+        gram = basis.T @ basis + self.regularisation * np.eye(basis.shape[1])
+        self._basis = basis
+        self._solver = np.linalg.solve(gram, basis.T)
+        self._dense_maps, self.dense_triangles = subdivision_maps(self.triangles, len(self.mean),
+                                                                  self.subdivision_levels)
+
+    @classmethod
+    def load(cls, path: Path | None = None, subdivision_levels: int = 3) -> "FaceModel":
+        """Load ``asset/face_model.npz``."""
+        data = np.load(assets.require_asset(path or assets.FACE_MODEL))
+        return cls(mean=data["mean"].astype(np.float64), shape_basis=data["shape_basis"].astype(np.float64),
+                   expression_basis=data["expression_basis"].astype(np.float64),
+                   expression_names=[str(n) for n in data["expression_names"]],
+                   triangles=data["triangles"].astype(np.int32), regularisation=float(data["regularisation"]),
+                   subdivision_levels=subdivision_levels)
+
+    @property
+    def n_dense_vertices(self) -> int:
+        return self._dense_maps[-1].shape[0] if self._dense_maps else len(self.mean)
+
+    def model_vertices(self, shape: np.ndarray, expression: np.ndarray) -> np.ndarray:
+        """The 468 points in the model frame for given coefficients."""
+        coefficients = np.concatenate([shape, expression])
+        return self.mean + (self._basis @ coefficients).reshape(-1, 3)
+
+    def fit(self, points: np.ndarray, iterations: int = 4) -> np.ndarray:
+        """The 62 parameters that best explain FaceMesh points.
+
+        Alternates a similarity fit (Umeyama) of the current model face to the
+        points with a ridge-regularised least-squares solve of the 50
+        coefficients in the model frame. Deterministic.
+
+        Parameters
+        ----------
+        points : ndarray, shape (468, 3)
+            FaceMesh points in image pixels (z in the same scale).
+        iterations : int
+            Alternations; 4 converge to well below a thousandth of the eye distance.
+        """
+        points = np.asarray(points, np.float64)
+        if points.shape != self.mean.shape or not np.isfinite(points).all():
+            raise ValueError("fit needs 468 finite 3D points")
+        coefficients = np.zeros(N_SHAPE + N_EXPRESSION)
+        vertices = self.mean
+        for _ in range(iterations):
+            rotation, scale, translation = umeyama(vertices, points)
+            aligned = (points - translation) @ rotation / scale  # image -> model frame
+            coefficients = self._solver @ (aligned - self.mean).ravel()
+            vertices = self.mean + (self._basis @ coefficients).reshape(-1, 3)
+        rotation, scale, translation = umeyama(vertices, points)
+        camera = np.hstack([scale * rotation, translation[:, None]])
+        return np.concatenate([camera.ravel(), coefficients])
+
+    def points468(self, params62: np.ndarray) -> np.ndarray:
+        """The model's 468 points in image pixels."""
+        camera, shape, expression = split_params(params62)
+        return self.model_vertices(shape, expression) @ camera[:, :3].T + camera[:, 3]
+
+    def dense_vertices(self, params62: np.ndarray) -> np.ndarray:
+        """The dense mesh (``n_dense_vertices`` x 3, float32) in image pixels.
+
+        Vertex order: the 468 FaceMesh points first, then one vertex per edge of
+        each subdivision level (see :mod:`service.subdivision`); triangles in
+        :attr:`dense_triangles`.
+        """
+        vertices = self.points468(params62).astype(np.float32)
+        for level_map in self._dense_maps:
+            vertices = level_map @ vertices
+        return vertices
+
+    def neutralised(self, params62: np.ndarray) -> np.ndarray:
+        """The same parameters with the expression set to zero."""
+        params = np.array(params62, np.float64)
+        params[EXPRESSION] = 0.0
+        return params
+
+
+def save_params(path, params62: np.ndarray) -> None:
+    """Save parameter vectors (``(62,)`` or ``(n, 62)``) as ``.npy``."""
+    np.save(path, np.asarray(params62, np.float64))
+
+
+def load_params(path) -> np.ndarray:
+    """Load parameters saved by :func:`save_params`."""
+    params = np.load(path)
+    if params.shape[-1] != N_PARAMS:
+        raise ValueError(f"{path}: not a params62 file (last dimension {params.shape[-1]})")
+    return params
