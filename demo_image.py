@@ -1,17 +1,24 @@
-"""3D face reconstruction of photos: mesh render, 68 landmarks and pose box per face.
+"""3D face reconstruction of photos: dense mesh, 68 landmarks, pose and expression per face.
 
 Examples
 --------
 python3 demo_image.py photo.jpg -o out/images --json out/json
 python3 demo_image.py photos/ -o out/images
 
-For every image ``NAME.ext`` it writes ``OUT/NAME.png`` (the drawing) and, with
-``--json DIR``, ``DIR/NAME.json``::
+For every image ``NAME.ext`` it writes ``OUT/NAME.png``: on the left the
+photo with each face's fitted dense mesh, 68 landmarks, pose box and angles;
+on the right the same faces with the expression coefficients set to zero
+(neutralised). It prints each face's angles and 10 expression coefficients.
+With ``--json DIR`` it writes ``DIR/NAME.json``::
 
     {"image": "...", "width": w, "height": h,
      "faces": [{"box": [x1, y1, x2, y2], "score": s,
                 "yaw_pitch_roll_deg": [yaw, pitch, roll],
-                "landmarks68": [[x, y, z], ... 68 points]}]}
+                "landmarks68": [[x, y, z], ... 68 points],
+                "params62": [62 floats: 3x4 camera, 40 shape, 10 expression]}]}
+
+With ``--export DIR`` it writes each face's dense mesh with vertex colours
+sampled from the photo as ``DIR/NAME_face<i>.ply`` and ``.obj``.
 
 Coordinates are 0-based image pixels. An image with no face gets
 ``"faces": []``. Both BlazeFace models run and are merged (best recall on
@@ -36,22 +43,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--detector", choices=("short", "full", "both"), default="both",
                         help="BlazeFace model(s) (default: both, merged)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 2)")
+    parser.add_argument("--export", type=Path, help="folder for .ply and .obj dense meshes (vertex colours)")
     parser.add_argument("--refine", type=int, default=2,
                         help="extra FaceMesh passes on a crop re-centred from the points (default 2)")
     return parser.parse_args(argv)
 
 
 def draw_faces(image, faces, pipeline, renderer):
-    """Mesh render, then landmarks, pose box and angles on top, in place."""
+    """Left: dense mesh, landmarks, pose box and angles. Right: neutralised meshes."""
+    import numpy as np
+
     from service import draw
 
+    model = pipeline.model
+    fitted, neutral = image.copy(), image.copy()
     for face in faces:
-        renderer.render(image, face.points468, pipeline.canonical.triangles, alpha=0.6)
+        renderer.render(fitted, model.dense_vertices(face.params62), model.dense_triangles, alpha=0.6)
+        renderer.render(neutral, model.dense_vertices(model.neutralised(face.params62)), model.dense_triangles,
+                        alpha=0.85)
     for face in faces:
-        draw.draw_landmarks68(image, face.landmarks68)
-        draw.draw_pose_box(image, face.pose, pipeline.canonical.vertices)
-        draw.draw_pose_label(image, face.box, face.pose)
-    return image
+        draw.draw_landmarks68(fitted, face.landmarks68)
+        draw.draw_pose_box(fitted, face.pose, pipeline.canonical.vertices)
+        draw.draw_pose_label(fitted, face.box, face.pose)
+    draw.draw_label(neutral, "expression set to zero", (8, 22))
+    return np.hstack([fitted, neutral])
+
+
+def describe_expression(params62, names) -> str:
+    """The 10 expression coefficients with their names, for the console."""
+    from service.face_model import EXPRESSION
+
+    return ", ".join(f"{name.split(' (')[0]} {value:+.2f}" for name, value in zip(names, params62[EXPRESSION]))
 
 
 def write_atomic(path: Path, write) -> None:
@@ -75,6 +97,7 @@ def main(argv=None) -> int:
 
     from service.assets import MissingAssetError
     from service.image_io import InputError, list_images, load_image
+    from service.mesh_export import sample_vertex_colors, write_obj, write_ply
     from service.pipeline import FacePipeline
     from service.render import MeshRenderer
 
@@ -84,7 +107,7 @@ def main(argv=None) -> int:
         print("error: no image found in " + " ".join(args.inputs), file=sys.stderr)
         return 2
     try:
-        for folder in filter(None, (args.output, args.json)):
+        for folder in filter(None, (args.output, args.json, args.export)):
             folder.mkdir(parents=True, exist_ok=True)
             if not os.access(folder, os.W_OK):
                 raise InputError(f"{folder}: folder is not writable")
@@ -110,9 +133,16 @@ def main(argv=None) -> int:
                   "faces": [face.to_json() for face in faces]}
         if args.json:
             write_atomic(args.json / f"{path.stem}.json", lambda p: p.write_text(json.dumps(result) + "\n"))
-        angles = "; ".join("yaw {:+.1f} pitch {:+.1f} roll {:+.1f}".format(*f.pose.yaw_pitch_roll_deg)
-                           for f in faces)
-        print(f"{path}: {len(faces)} face(s){': ' + angles if faces else ''} -> {png}")
+        if args.export:
+            for i, face in enumerate(faces):
+                vertices = pipeline.model.dense_vertices(face.params62)
+                colors = sample_vertex_colors(image, vertices)
+                write_ply(args.export / f"{path.stem}_face{i}.ply", vertices, pipeline.model.dense_triangles, colors)
+                write_obj(args.export / f"{path.stem}_face{i}.obj", vertices, pipeline.model.dense_triangles, colors)
+        print(f"{path}: {len(faces)} face(s) -> {png}")
+        for i, face in enumerate(faces):
+            print("  face {}: yaw {:+.1f} pitch {:+.1f} roll {:+.1f}".format(i, *face.pose.yaw_pitch_roll_deg))
+            print(f"    expression: {describe_expression(face.params62, pipeline.model.expression_names)}")
     return 1 if failed else 0
 
 

@@ -5,8 +5,8 @@ Examples
 python3 demo_video.py -m mesh -f data/WolfgangLanger_Pexels.mp4 -o out/mesh.mp4 --csv out/mesh.csv
 python3 demo_video.py -m pose -f 0 --show            # webcam 0
 
-Modes: ``sparse`` (68 landmarks), ``dense`` (all mesh points), ``pose``
-(3D head box + yaw/pitch/roll), ``mesh`` (shaded mesh from the C renderer).
+Modes: ``sparse`` (68 landmarks), ``dense`` (every Nth vertex of the dense mesh), ``pose``
+(3D head box + yaw/pitch/roll), ``mesh`` (the dense mesh shaded by the C renderer).
 The output video is written to a temporary file and moved into place at the
 end, also after Ctrl-C or a damaged input, so what exists is always valid.
 """
@@ -31,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--detector", choices=("short", "full", "both"), default="short",
                         help="BlazeFace model: short (default, fastest), full (small faces), both")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the networks and OpenCV (default 1)")
-    parser.add_argument("--dense-step", type=int, default=1, help="dense mode: draw every Nth point")
+    parser.add_argument("--dense-step", type=int, default=6,
+                        help="dense mode: draw every Nth of the 28,104 dense vertices (default 6)")
     return parser.parse_args(argv)
 
 
@@ -40,7 +41,7 @@ def default_output(source, mode: str) -> Path:
     return Path("out") / f"{stem}_{mode}.mp4"
 
 
-def annotate(frame, faces, mode: str, canonical, renderer=None, dense_step: int = 1):
+def annotate(frame, faces, mode: str, pipeline, renderer=None, dense_step: int = 6):
     """Draw ``faces`` onto ``frame`` in place, as ``mode`` asks."""
     from service import draw
 
@@ -48,12 +49,12 @@ def annotate(frame, faces, mode: str, canonical, renderer=None, dense_step: int 
         if mode == "sparse":
             draw.draw_landmarks68(frame, face.landmarks68)
         elif mode == "dense":
-            draw.draw_points(frame, face.points468, step=dense_step)
+            draw.draw_points(frame, pipeline.model.dense_vertices(face.params62), step=dense_step)
         elif mode == "pose":
-            draw.draw_pose_box(frame, face.pose, canonical.vertices)
+            draw.draw_pose_box(frame, face.pose, pipeline.canonical.vertices)
             draw.draw_pose_label(frame, face.box, face.pose)
         elif mode == "mesh":
-            renderer.render(frame, face.points468, canonical.triangles)
+            renderer.render(frame, pipeline.model.dense_vertices(face.params62), pipeline.model.dense_triangles)
     return frame
 
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
                                                desc=f"{args.mode}", disable=None)):
                 faces = pipeline.process(frame)
                 frames_with_face += bool(faces)
-                annotate(frame, faces, args.mode, pipeline.canonical, renderer, args.dense_step)
+                annotate(frame, faces, args.mode, pipeline, renderer, args.dense_step)
                 writer.write(frame)
                 if csv_writer:
                     csv_writer.write_faces(index, faces)

@@ -15,7 +15,12 @@ from .aligner import Alignment, FaceAligner, roi_from_detection, roi_from_points
 from .detector import Detection, FaceDetector, merge_detections
 from .face_assets import CanonicalFace, Landmarks68Map
 from .image_io import to_bgr_uint8
-from .pose import Pose, estimate_pose
+from .face_model import FaceModel, pose_from_params
+from .pose import Pose
+
+# Alternations of the model fit: FaceMesh's points lie almost exactly in the
+# model's span, so the fit has converged (to 1e-8 eye distances) after two.
+FIT_ITERATIONS = 2
 
 
 @dataclass
@@ -33,9 +38,14 @@ class Face:
     presence : float
         FaceMesh face-presence probability.
     landmarks68 : ndarray, shape (68, 3)
-        iBUG-68 landmarks (0-based image pixels, z as above).
+        iBUG-68 landmarks (0-based image pixels, z as above), from the
+        network's points (the model's own are ``FaceModel.points468(params62)``
+        through the same map; they differ by the model's residual).
     pose : Pose
-        Similarity pose against the canonical face; ``pose.yaw_pitch_roll_deg``.
+        Head pose from the fitted camera; ``pose.yaw_pitch_roll_deg``.
+    params62 : ndarray, shape (62,)
+        Morphable-model parameters: 3x4 camera, 40 shape, 10 expression
+        (see :mod:`service.face_model`); expand with ``FaceModel``.
     """
 
     box: np.ndarray
@@ -44,6 +54,7 @@ class Face:
     presence: float
     landmarks68: np.ndarray
     pose: Pose
+    params62: np.ndarray
 
     def to_json(self) -> dict:
         """Plain-Python dict of the stable output schema."""
@@ -52,6 +63,7 @@ class Face:
             "score": round(float(self.score), 4),
             "yaw_pitch_roll_deg": [round(float(v), 2) for v in self.pose.yaw_pitch_roll_deg],
             "landmarks68": [[round(float(v), 2) for v in p] for p in self.landmarks68],
+            "params62": [float(v) for v in self.params62],
         }
 
 
@@ -88,6 +100,7 @@ class FacePipeline:
         self.detectors = [FaceDetector(n, detection_threshold, num_threads) for n in names]
         self.aligner = FaceAligner(num_threads)
         self.canonical = CanonicalFace.load()
+        self.model = FaceModel.load()
         self.landmarks_map = Landmarks68Map.load()
         self.presence_threshold = float(presence_threshold)
         self.max_faces = max_faces
@@ -109,11 +122,11 @@ class FacePipeline:
         return alignment
 
     def fit(self, detection: Detection, alignment: Alignment) -> Face:
-        """Pose and 68 landmarks from the 468 points."""
-        pose = estimate_pose(alignment.points, self.canonical.vertices)
+        """62 model parameters, pose and 68 landmarks from the 468 points."""
+        params62 = self.model.fit(alignment.points, iterations=FIT_ITERATIONS)
         return Face(box=detection.box, score=detection.score, points468=alignment.points,
                     presence=alignment.presence, landmarks68=self.landmarks_map.apply(alignment.points),
-                    pose=pose)
+                    pose=pose_from_params(params62), params62=params62)
 
     def process(self, image: np.ndarray) -> list[Face]:
         """Every face in ``image`` (any of the layouts :func:`to_bgr_uint8` takes).

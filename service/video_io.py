@@ -131,7 +131,8 @@ class SafeVideoWriter:
 
 
 CSV_HEADER = (["frame", "face", "x1", "y1", "x2", "y2", "score", "yaw", "pitch", "roll"]
-              + [f"lm{i}_{c}" for i in range(68) for c in "xyz"])
+              + [f"lm{i}_{c}" for i in range(68) for c in "xyz"]
+              + [f"p{i}" for i in range(62)])
 
 
 class SafeCsvWriter:
@@ -155,6 +156,7 @@ class SafeCsvWriter:
             row = [frame_index, face_index, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}",
                    f"{yaw:.2f}", f"{pitch:.2f}", f"{roll:.2f}"]
             row += [f"{v:.2f}" for v in face.landmarks68.ravel()]
+            row += [f"{v:.6g}" for v in face.params62]
             self._writer.writerow(row)
             self.rows += 1
         self._file.flush()

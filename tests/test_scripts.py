@@ -42,7 +42,8 @@ def test_single_face_video_has_a_face_in_every_frame(tmp_path, single_face_video
     assert frames == 72
     assert len(rows) == frames and sorted(int(r["frame"]) for r in rows) == list(range(frames))
     assert all(r["face"] == "0" for r in rows)
-    assert len(rows[0]) == 10 + 68 * 3
+    assert {"yaw", "pitch", "roll", "lm0_x", "lm67_z", "p0", "p61"} <= set(rows[0])
+    assert all(r["p61"] != "" for r in rows)
 
 
 @pytest.mark.parametrize("mode", ["dense", "pose", "mesh"])
@@ -79,7 +80,7 @@ def test_ctrl_c_keeps_what_was_written_valid(tmp_path, sample_video):
     frames = count_frames(out)
     rows = read_csv(table)
     assert 0 < frames < 472
-    assert len(rows) == frames and all(len(r) == 10 + 68 * 3 for r in rows)
+    assert len(rows) == frames and all(r["p61"] not in ("", None) for r in rows)  # no cut-off row
 
 
 def test_missing_inputs_give_one_line_errors(tmp_path, models_present):
@@ -102,7 +103,8 @@ def test_demo_image_writes_png_and_json(tmp_path, shared_data, models_present):
     face = json.loads((tmp_path / "json" / "single_face.json").read_text())
     assert len(face["faces"]) == 1
     entry = face["faces"][0]
-    assert set(entry) >= {"box", "score", "yaw_pitch_roll_deg", "landmarks68"}
+    assert set(entry) >= {"box", "score", "yaw_pitch_roll_deg", "landmarks68", "params62"}
+    assert len(entry["params62"]) == 62
     assert len(entry["landmarks68"]) == 68 and all(len(p) == 3 for p in entry["landmarks68"])
     x1, y1, x2, y2 = entry["box"]
     assert 0 <= x1 < x2 <= face["width"] and 0 <= y1 < y2 <= face["height"]
@@ -117,6 +119,6 @@ def test_speed_benchmark_reports_every_stage(sample_video):
     result = run("video_speed_benchmark.py", sample_video, "--frames", "30", "--warmup", "5", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report["stages"]) == {"decode", "detect", "align", "pose", "render", "total"}
+    assert set(report["stages"]) == {"decode", "detect", "align", "fit", "dense", "render", "total"}
     assert report["threads"] == 1 and report["mean_faces_per_frame"] == 1.0
     assert all(v["median_ms"] > 0 for v in report["stages"].values())

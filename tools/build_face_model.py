@@ -17,8 +17,9 @@ Method
 4. **Shape** (identity) basis: PCA of how the 300-W training faces (HELEN and
    LFPW train, and their mirror images) differ from their mean, after
    projecting the expression directions out. 40 components.
-5. Mean: the 300-W training mean, symmetrised and aligned to the canonical
-   frame. Both bases are scaled by their standard deviations, so coefficients
+5. Mean: the 300-W training mean, symmetrised, aligned to the canonical
+   frame, and moved along the jaw component until the inner lips touch (so
+   zero expression is a closed mouth, not the average photo's parted lips). Both bases are scaled by their standard deviations, so coefficients
    are in standard deviations; the fit's ridge weight is the mean residual
    variance per coordinate left after the 40 shape components.
 6. Expression components are named by what they do most: the lip gap (jaw
@@ -249,6 +250,13 @@ def main(argv=None) -> int:
     names, signs = name_expressions(expression_basis)
     expression_basis *= signs[:, None, None]
     shape_basis = (shape_dirs * shape_sigma[:, None]).reshape(N_SHAPE, 468, 3)
+    # Zero expression should be a closed mouth, not the average photo's parted
+    # lips: move the mean along the jaw component until the inner lips touch.
+    jaw = names.index("jaw open (lip gap)")
+    gap = mean[LOWER_LIP, 1] - mean[UPPER_LIP, 1]
+    gap_per_sd = expression_basis[jaw, LOWER_LIP, 1] - expression_basis[jaw, UPPER_LIP, 1]
+    mean_jaw_shift = -gap / gap_per_sd
+    mean = mean + mean_jaw_shift * expression_basis[jaw]
 
     out = ROOT / "asset"
     np.savez(out / "face_model.npz", mean=mean.astype(np.float32), shape_basis=shape_basis.astype(np.float32),
@@ -266,6 +274,7 @@ def main(argv=None) -> int:
         "expression_variance_explained": float(expr_var[:N_EXPRESSION].sum() / expr_var.sum()),
         "shape_variance_explained": float(shape_var[:N_SHAPE].sum() / shape_var.sum()),
         "regularisation": regularisation,
+        "mean_closed_by_jaw_sd": float(mean_jaw_shift),
         "dense_vertices": model.n_dense_vertices, "dense_triangles": int(len(model.dense_triangles)),
         "reconstruction_error_eye_distance": {
             "train_photos_mean": float(reconstruction_error(model, photos["points"][train_photos][::4]).mean()),
