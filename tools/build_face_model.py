@@ -148,23 +148,45 @@ def expression_measures(field: np.ndarray) -> dict[str, float]:
     }
 
 
-def name_expressions(basis: np.ndarray):
-    """A name per component and the sign that makes its named effect positive."""
-    names, signs, used = [], [], set()
-    table = np.array([list(expression_measures(b).values()) for b in basis])
+# FaceMesh regions, for naming components that no single measure explains.
+REGIONS = {
+    "face contour": [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+                     148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109],
+    "lips": [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+             78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415],
+    "eyes": [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246,
+             263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466],
+    "brows": RIGHT_BROW + LEFT_BROW + [46, 53, 52, 65, 55, 276, 283, 282, 295, 285],
+    "nose": [1, 2, 4, 5, 6, 19, 94, 97, 98, 326, 327, 168, 197, 195],
+}
+
+
+def name_expressions(basis: np.ndarray, mirror_index: np.ndarray):
+    """A name per component and the sign that makes its named effect positive.
+
+    A component is named after the measure (lip gap, mouth width, ...) it
+    changes by at least 1 % of the eye distance per standard deviation, else
+    after the region that moves most and whether the motion is left-right
+    symmetric or antisymmetric.
+    """
     keys = list(expression_measures(basis[0]).keys())
-    for k in range(len(basis)):
-        order = np.argsort(-np.abs(table[k]))
-        best = next((j for j in order if keys[j] not in used), order[0])
-        strength = abs(table[k, best])
-        # Only name a component after an effect it clearly has (≥ 1 % of the eye distance at 1σ).
-        if strength >= 0.01 and keys[best] not in used:
+    table = np.array([list(expression_measures(b).values()) for b in basis])
+    names, signs, used = [], [], set()
+    for k, field in enumerate(basis):
+        order = [j for j in np.argsort(-np.abs(table[k])) if keys[j] not in used]
+        if order and abs(table[k, order[0]]) >= 0.01:
+            best = order[0]
             used.add(keys[best])
             names.append(keys[best])
             signs.append(np.sign(table[k, best]) or 1.0)
-        else:
-            names.append(f"expression {k} (mixed)")
-            signs.append(1.0)
+            continue
+        energy = {r: float((field[idx] ** 2).sum(1).mean()) for r, idx in REGIONS.items()}
+        region = max(energy, key=energy.get)
+        mirrored = (field * np.array([-1.0, 1.0, 1.0]))[mirror_index]
+        symmetric = np.linalg.norm(field - mirrored) < np.linalg.norm(field + mirrored)
+        name = f"{region}, {'symmetric' if symmetric else 'left-right'} ({k})"
+        names.append(name)
+        signs.append(1.0)
     return names, np.array(signs)
 
 
@@ -247,7 +269,7 @@ def main(argv=None) -> int:
     regularisation = float(shape_var[N_SHAPE:].sum() / (flat.shape[1] - N_SHAPE - N_EXPRESSION))
 
     expression_basis = (expr_dirs * expr_sigma[:, None]).reshape(N_EXPRESSION, 468, 3)
-    names, signs = name_expressions(expression_basis)
+    names, signs = name_expressions(expression_basis, mirror_index)
     expression_basis *= signs[:, None, None]
     shape_basis = (shape_dirs * shape_sigma[:, None]).reshape(N_SHAPE, 468, 3)
     # Zero expression should be a closed mouth, not the average photo's parted
