@@ -27,7 +27,7 @@ def _axes(title, xlabel, ylabel, xlim, ylim, xticks, yticks):
     for t in yticks:
         _, py = to_px(xlim[0], t)
         cv2.line(img, (x0, int(py)), (x1, int(py)), (225, 225, 225), 1)
-        _text(img, f"{t:g}", (5, py + 4), 0.4)
+        _text(img, f"{t:.3g}", (5, py + 4), 0.4)
     for t in xticks:
         px, _ = to_px(t, ylim[0])
         cv2.line(img, (int(px), y0), (int(px), y0 + 4), (60, 60, 60), 1)
@@ -58,7 +58,7 @@ def bar_plot(path, values: np.ndarray, title: str, xlabel: str, ylabel: str, yma
     values = np.nan_to_num(np.asarray(values, float))
     ymax = ymax or float(values.max() * 1.1 if values.size and values.max() > 0 else 1.0)
     n = len(values)
-    ticks = np.linspace(0, ymax, 5)
+    ticks = np.round(np.linspace(0, ymax, 5), 1)
     img, to_px = _axes(title, xlabel, ylabel, (-0.5, n - 0.5), (0, ymax), range(0, n, max(1, n // 10)), ticks)
     for i, v in enumerate(values):
         xa, ya = to_px(i - 0.4, 0)

@@ -1,0 +1,143 @@
+"""iBUG-68 landmarks from the face: a pose-normalised ridge map, then a cascaded regressor.
+
+Stage 1 (:class:`RidgeLandmarks`): a linear map from the 468 FaceMesh points,
+expressed in the face's own frame (origin, scale and in-plane roll of the
+fitted pose), with features that interact with the yaw so the jaw contour can
+slide with the head turn, to the 68 points in that frame.
+
+Stage 2 (:class:`CascadeRefiner`): an ensemble of regression trees on
+shape-indexed pixel differences (Kazemi & Sullivan 2014), initialised from
+stage 1: each stage samples grey levels at points attached to the current
+landmarks, walks its trees on pixel differences and adds the leaves'
+corrections (in the face frame). Vectorised over trees; no per-landmark loops.
+
+Both are learned by ``tools/build_landmarks68.py`` from the 300-W training
+faces (HELEN and LFPW train); AFW is held out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import assets
+
+
+@dataclass
+class FaceFrame:
+    """Similarity frame of a face in the image: ``image = origin + scale * rot @ local``."""
+
+    origin: np.ndarray  # (2,)
+    scale: float
+    rot: np.ndarray  # (2, 2) in-plane rotation (roll)
+
+    @classmethod
+    def from_pose(cls, pose) -> "FaceFrame":
+        roll = np.deg2rad(pose.yaw_pitch_roll_deg[2])
+        c, s = np.cos(roll), np.sin(roll)
+        return cls(origin=np.asarray(pose.translation[:2], np.float64), scale=float(pose.scale),
+                   rot=np.array([[c, -s], [s, c]]))
+
+    def to_local(self, xy: np.ndarray) -> np.ndarray:
+        return (xy - self.origin) @ self.rot / self.scale
+
+    def to_image(self, local: np.ndarray) -> np.ndarray:
+        return local @ self.rot.T * self.scale + self.origin
+
+
+def ridge_features(points: np.ndarray, frame: FaceFrame, yaw_deg: float) -> np.ndarray:
+    """Features of one face: 468 points in the face frame, their products with sin(yaw), and 1."""
+    local = np.empty((len(points), 3))
+    local[:, :2] = frame.to_local(points[:, :2])
+    local[:, 2] = points[:, 2] / frame.scale
+    flat = local.ravel()
+    return np.concatenate([flat, flat * np.sin(np.deg2rad(yaw_deg)), [1.0]])
+
+
+class RidgeLandmarks:
+    """Stage 1: 68 points from the 468 points by a learned linear map (face frame)."""
+
+    def __init__(self, weights: np.ndarray):
+        self.weights = weights  # (n_features, 136)
+
+    def predict(self, points: np.ndarray, frame: FaceFrame, yaw_deg: float) -> np.ndarray:
+        local = (ridge_features(points, frame, yaw_deg) @ self.weights).reshape(68, 2)
+        return frame.to_image(local)
+
+
+class CascadeRefiner:
+    """Stage 2: cascaded regression trees on shape-indexed pixel differences.
+
+    Arrays (one row per stage ``t``):
+    ``anchors`` (T, P) landmark each feature point is attached to,
+    ``offsets`` (T, P, 2) its offset in face-frame units,
+    ``split_u``, ``split_v`` (T, K, 2**D - 1) feature indices compared at each node,
+    ``thresholds`` (T, K, 2**D - 1), ``leaves`` (T, K, 2**D, 136) corrections.
+    """
+
+    def __init__(self, anchors, offsets, split_u, split_v, thresholds, leaves):
+        self.anchors, self.offsets = anchors, offsets
+        n_stages, n_trees, n_nodes = split_u.shape
+        self.depth = int(np.log2(n_nodes + 1))
+        # Flattened per stage (tree-major) so one walk step is three gathers for all trees.
+        self.split_u = split_u.reshape(n_stages, -1).astype(np.intp)
+        self.split_v = split_v.reshape(n_stages, -1).astype(np.intp)
+        self.thresholds = thresholds.reshape(n_stages, -1).astype(np.float32)
+        self.leaves = np.ascontiguousarray(leaves.reshape(n_stages, n_trees * (n_nodes + 1), -1), np.float32)
+        self._node_base = np.arange(n_trees, dtype=np.intp) * n_nodes
+        self._leaf_base = np.arange(n_trees, dtype=np.intp) * (n_nodes + 1) - n_nodes
+
+    @property
+    def stages(self) -> int:
+        return len(self.anchors)
+
+    def sample(self, gray: np.ndarray, shape: np.ndarray, frame: FaceFrame, stage: int) -> np.ndarray:
+        """Grey levels at the stage's feature points (nearest pixel, clamped to the image)."""
+        locations = shape[self.anchors[stage]] + (self.offsets[stage] @ frame.rot.T) * frame.scale
+        h, w = gray.shape
+        x = np.clip(np.rint(locations[:, 0]), 0, w - 1).astype(np.intp)
+        y = np.clip(np.rint(locations[:, 1]), 0, h - 1).astype(np.intp)
+        return gray[y, x].astype(np.float32)
+
+    def stage_delta(self, intensities: np.ndarray, stage: int) -> np.ndarray:
+        """Sum of the stage's tree outputs (136,) for one face's feature intensities."""
+        u, v, thr = self.split_u[stage], self.split_v[stage], self.thresholds[stage]
+        node = np.zeros(len(self._node_base), np.intp)
+        for _ in range(self.depth):
+            at = self._node_base + node
+            node = 2 * node + 1 + (intensities[u[at]] - intensities[v[at]] > thr[at])
+        return self.leaves[stage][self._leaf_base + node].sum(0)
+
+    def refine(self, gray: np.ndarray, shape: np.ndarray, frame: FaceFrame) -> np.ndarray:
+        """Refined (68, 2) landmarks in image pixels from an initial estimate."""
+        shape = np.asarray(shape, np.float64)
+        for stage in range(self.stages):
+            delta = self.stage_delta(self.sample(gray, shape, frame, stage), stage).reshape(68, 2)
+            shape = shape + (delta @ frame.rot.T) * frame.scale
+        return shape
+
+
+@dataclass
+class Landmarks68Model:
+    """Both stages, loaded from ``asset/landmarks68_cascade.npz``."""
+
+    ridge: RidgeLandmarks
+    cascade: CascadeRefiner | None
+
+    @classmethod
+    def load(cls, path=None, use_cascade: bool = True) -> "Landmarks68Model":
+        data = np.load(assets.require_asset(path or assets.LANDMARKS68_CASCADE))
+        cascade = None
+        if use_cascade:
+            cascade = CascadeRefiner(data["anchors"], data["offsets"].astype(np.float64), data["split_u"],
+                                     data["split_v"], data["thresholds"], data["leaves"].astype(np.float32))
+        return cls(ridge=RidgeLandmarks(data["ridge_weights"].astype(np.float64)), cascade=cascade)
+
+    def predict(self, gray: np.ndarray | None, points: np.ndarray, pose) -> np.ndarray:
+        """(68, 2) landmarks; the cascade runs when a grey image is given and the model has one."""
+        frame = FaceFrame.from_pose(pose)
+        shape = self.ridge.predict(points, frame, pose.yaw_pitch_roll_deg[0])
+        if self.cascade is not None and gray is not None:
+            shape = self.cascade.refine(gray, shape, frame)
+        return shape
