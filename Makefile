@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 SAMPLE := data/WolfgangLanger_Pexels.mp4
 MODES  := sparse dense pose mesh
 
-.PHONY: setup demo test bench clean assets
+.PHONY: setup demo test bench soak clean assets
 
 setup: $(VENV)/.installed render/librender.so assets
 
@@ -40,5 +40,9 @@ test: setup
 bench: setup
 	$(PY) video_speed_benchmark.py $(SAMPLE)
 
+# 10,000 frames through the whole pipeline; fails if memory grows by 20 MB or more (README, Tests).
+soak: setup
+	$(PY) tools/soak.py
+
 clean:
-	rm -rf out render/librender.so
+	rm -rf out render/librender.so build dist *.egg-info

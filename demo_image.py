@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -42,10 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="folder for one JSON result per image")
     parser.add_argument("--detector", choices=("short", "full", "both"), default="both",
                         help="BlazeFace model(s) (default: both, merged)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--export", type=Path, help="folder for .ply and .obj dense meshes (vertex colours)")
     parser.add_argument("--refine", type=int, default=2,
                         help="extra FaceMesh passes on a crop re-centred from the points (default 2)")
+    parser.add_argument("--tiles", type=int, default=1,
+                        help="also detect on N x N overlapping tiles (3 for group photos with dozens of small faces)")
     return parser.parse_args(argv)
 
 
@@ -79,8 +82,11 @@ def describe_expression(params62, names) -> str:
 def write_atomic(path: Path, write) -> None:
     """Write through a temporary file and rename, so no partial file is left."""
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_png(path: Path, image) -> None:
@@ -98,7 +104,7 @@ def main(argv=None) -> int:
     from service.assets import MissingAssetError
     from service.image_io import InputError, list_images, load_image
     from service.mesh_export import sample_vertex_colors, write_obj, write_ply
-    from service.pipeline import FacePipeline
+    from service.api import TiledFacePipeline
     from service.render import MeshRenderer
 
     cv2.setNumThreads(args.threads)
@@ -108,10 +114,19 @@ def main(argv=None) -> int:
         return 2
     try:
         for folder in filter(None, (args.output, args.json, args.export)):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file of that name, a read-only place, ...
+                raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
             if not os.access(folder, os.W_OK):
                 raise InputError(f"{folder}: folder is not writable")
-        pipeline = FacePipeline(detector=args.detector, num_threads=args.threads, refine_steps=args.refine)
+            try:  # the real test: root passes os.access on read-only mounts too
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as exc:
+                raise InputError(f"{folder}: folder is not writable ({exc.strerror or exc})") from None
+        pipeline = TiledFacePipeline(detector=args.detector, num_threads=args.threads, refine_steps=args.refine,
+                                     tiles=args.tiles)
         renderer = MeshRenderer()
     except (InputError, MissingAssetError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -128,17 +143,22 @@ def main(argv=None) -> int:
         faces = pipeline.process(image)
         drawing = draw_faces(image.copy(), faces, pipeline, renderer)
         png = args.output / f"{path.stem}.png"
-        write_atomic(png, lambda p: write_png(p, drawing))
-        result = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
-                  "faces": [face.to_json() for face in faces]}
-        if args.json:
-            write_atomic(args.json / f"{path.stem}.json", lambda p: p.write_text(json.dumps(result) + "\n"))
-        if args.export:
-            for i, face in enumerate(faces):
-                vertices = pipeline.model.dense_vertices(face.params62)
-                colors = sample_vertex_colors(image, vertices)
-                write_ply(args.export / f"{path.stem}_face{i}.ply", vertices, pipeline.model.dense_triangles, colors)
-                write_obj(args.export / f"{path.stem}_face{i}.obj", vertices, pipeline.model.dense_triangles, colors)
+        try:  # a full disk or a folder removed meanwhile: one line, the other images go on
+            write_atomic(png, lambda p: write_png(p, drawing))
+            result = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
+                      "faces": [face.to_json() for face in faces]}
+            if args.json:
+                write_atomic(args.json / f"{path.stem}.json", lambda p: p.write_text(json.dumps(result) + "\n"))
+            if args.export:
+                for i, face in enumerate(faces):
+                    vertices = pipeline.model.dense_vertices(face.params62)
+                    colors = sample_vertex_colors(image, vertices)
+                    write_ply(args.export / f"{path.stem}_face{i}.ply", vertices, pipeline.model.dense_triangles, colors)
+                    write_obj(args.export / f"{path.stem}_face{i}.obj", vertices, pipeline.model.dense_triangles, colors)
+        except OSError as exc:
+            print(f"error: {path}: could not write its results ({exc})", file=sys.stderr)
+            failed += 1
+            continue
         print(f"{path}: {len(faces)} face(s) -> {png}")
         for i, face in enumerate(faces):
             print("  face {}: yaw {:+.1f} pitch {:+.1f} roll {:+.1f}".format(i, *face.pose.yaw_pitch_roll_deg))

@@ -32,6 +32,10 @@ SHAPE = slice(N_CAMERA, N_CAMERA + N_SHAPE)
 EXPRESSION = slice(N_CAMERA + N_SHAPE, N_PARAMS)
 
 
+class FitError(ValueError):
+    """The points admit no model fit (all at one place, or overflowing); not a face."""
+
+
 def split_params(params62: np.ndarray):
     """``(camera 3x4, shape (40,), expression (10,))`` views of a parameter vector."""
     params62 = np.asarray(params62, np.float64)
@@ -128,16 +132,26 @@ class FaceModel:
         points = np.asarray(points, np.float64)
         if points.shape != self.mean.shape or not np.isfinite(points).all():
             raise ValueError("fit needs 468 finite 3D points")
+        spread = float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean()))
+        if not 1e-6 < spread < 1e12:  # all at one place (no scale), or beyond float64 squares
+            raise FitError(f"fit needs points that span a face (their spread is {spread:.3g} pixels)")
         coefficients = np.zeros(N_SHAPE + N_EXPRESSION)
         vertices = self.mean
-        for _ in range(iterations):
-            rotation, scale, translation = umeyama(vertices, points)
-            aligned = (points - translation) @ rotation / scale  # image -> model frame
-            coefficients = self._solver @ (aligned - self.mean).ravel()
-            vertices = self.mean + (self._basis @ coefficients).reshape(-1, 3)
-        rotation, scale, translation = umeyama(vertices, points)
+        try:
+            with np.errstate(all="ignore"):
+                for _ in range(iterations):
+                    rotation, scale, translation = umeyama(vertices, points)
+                    aligned = (points - translation) @ rotation / scale  # image -> model frame
+                    coefficients = self._solver @ (aligned - self.mean).ravel()
+                    vertices = self.mean + (self._basis @ coefficients).reshape(-1, 3)
+                rotation, scale, translation = umeyama(vertices, points)
+        except np.linalg.LinAlgError as exc:
+            raise FitError(f"fit failed on these points ({exc})") from None
         camera = np.hstack([scale * rotation, translation[:, None]])
-        return np.concatenate([camera.ravel(), coefficients])
+        params = np.concatenate([camera.ravel(), coefficients])
+        if not (np.isfinite(params).all() and scale > 0):
+            raise FitError("fit failed on these points (degenerate: no finite similarity transform)")
+        return params
 
     def points468(self, params62: np.ndarray) -> np.ndarray:
         """The model's 468 points in image pixels."""

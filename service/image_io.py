@@ -71,11 +71,27 @@ def load_image(path) -> np.ndarray:
         raise InputError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    # Decoders log their complaints about damaged files (libtiff, libjpeg, ...) on
+    # stderr; the InputError below says it in one line instead.
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # e.g. a header announcing an image larger than OpenCV's limits
+        image = None
+    finally:
+        logging.setLogLevel(level)
+    if image is None or image.size == 0:
         raise InputError(f"{path}: not a readable image (corrupt, truncated or not an image format)")
-    return to_bgr_uint8(image)
+    try:
+        return to_bgr_uint8(image)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def list_images(inputs) -> list[Path]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .aligner import Alignment, FaceAligner, roi_from_detection, roi_from_points
 from .detector import Detection, FaceDetector, merge_detections
 from .face_assets import CanonicalFace, Landmarks68Map
 from .image_io import to_bgr_uint8
-from .face_model import FaceModel, pose_from_params
+from .face_model import FaceModel, FitError, pose_from_params
+from .landmarks68 import Landmarks68Model
 from .pose import Pose
 
 # Alternations of the model fit: FaceMesh's points lie almost exactly in the
@@ -83,6 +85,11 @@ class FacePipeline:
         Minimum FaceMesh presence; faces below it are dropped.
     max_faces : int, optional
         Keep at most this many faces (highest detection scores).
+    landmarks : {"cascade", "ridge", "map"}
+        How the 68 landmarks are made from the face: ``cascade`` (default:
+        ridge map, then regression trees on image pixels, most accurate),
+        ``ridge`` (pose-normalised linear map of the 468 points), ``map``
+        (fixed convex combinations of the 468 points; see README "Accuracy").
     refine_steps : int
         Extra FaceMesh passes on an ROI recomputed from the previous pass's
         points (MediaPipe's tracking crop). The detector's box centres the
@@ -93,7 +100,8 @@ class FacePipeline:
     """
 
     def __init__(self, detector: str = "short", num_threads: int = 1, detection_threshold: float | None = None,
-                 presence_threshold: float = 0.5, max_faces: int | None = None, refine_steps: int = 0):
+                 presence_threshold: float = 0.5, max_faces: int | None = None, refine_steps: int = 0,
+                 landmarks: str = "cascade"):
         if detector not in ("short", "full", "both"):
             raise ValueError(f"unknown detector {detector!r}; use 'short', 'full' or 'both'")
         names = ("short", "full") if detector == "both" else (detector,)
@@ -105,6 +113,10 @@ class FacePipeline:
         self.presence_threshold = float(presence_threshold)
         self.max_faces = max_faces
         self.refine_steps = int(refine_steps)
+        if landmarks not in ("cascade", "ridge", "map"):
+            raise ValueError(f"unknown landmarks method {landmarks!r}; use 'cascade', 'ridge' or 'map'")
+        self.landmarks68_model = (None if landmarks == "map"
+                                  else Landmarks68Model.load(use_cascade=landmarks == "cascade"))
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """All faces, best first (merged across detectors)."""
@@ -121,12 +133,25 @@ class FacePipeline:
             alignment = self.aligner.process(image_bgr, roi_from_points(alignment.points))
         return alignment
 
-    def fit(self, detection: Detection, alignment: Alignment) -> Face:
-        """62 model parameters, pose and 68 landmarks from the 468 points."""
+    def fit(self, detection: Detection, alignment: Alignment, gray: np.ndarray | None = None) -> Face:
+        """62 model parameters, pose and 68 landmarks from the 468 points.
+
+        ``gray`` (the frame in grey levels, :meth:`gray_frame`) lets the
+        cascaded regressor refine the 68 landmarks on image pixels.
+        """
         params62 = self.model.fit(alignment.points, iterations=FIT_ITERATIONS)
+        pose = pose_from_params(params62)
+        landmarks68 = self.landmarks_map.apply(alignment.points)  # z (depth) of the 68 points
+        if self.landmarks68_model is not None:
+            landmarks68[:, :2] = self.landmarks68_model.predict(gray, alignment.points, pose)
         return Face(box=detection.box, score=detection.score, points468=alignment.points,
-                    presence=alignment.presence, landmarks68=self.landmarks_map.apply(alignment.points),
-                    pose=pose_from_params(params62), params62=params62)
+                    presence=alignment.presence, landmarks68=landmarks68, pose=pose, params62=params62)
+
+    def gray_frame(self, image_bgr: np.ndarray) -> np.ndarray | None:
+        """The grey image the landmark cascade samples (None when it is not used)."""
+        if self.landmarks68_model is None or self.landmarks68_model.cascade is None:
+            return None
+        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
 
     def process(self, image: np.ndarray) -> list[Face]:
         """Every face in ``image`` (any of the layouts :func:`to_bgr_uint8` takes).
@@ -138,8 +163,14 @@ class FacePipeline:
         """
         image = to_bgr_uint8(image)
         faces = []
+        gray = None
         for detection in self.detect(image):
             alignment = self.align(image, detection)
             if alignment.presence >= self.presence_threshold and np.isfinite(alignment.points).all():
-                faces.append(self.fit(detection, alignment))
+                try:
+                    if gray is None:
+                        gray = self.gray_frame(image)
+                    faces.append(self.fit(detection, alignment, gray))
+                except FitError:  # degenerate points (all at one place): not a face
+                    continue
         return faces

@@ -22,9 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import locations
+
 ROOT = Path(__file__).resolve().parent.parent
-LIBRARY_PATH = ROOT / "render" / "librender.so"
-BUILD_SCRIPT = ROOT / "build_render.sh"
+if locations.SOURCE_TREE:
+    LIBRARY_PATH = ROOT / "render" / "librender.so"
+    BUILD_SCRIPT = ROOT / "build_render.sh"
+else:  # installed package: compiled at install time or on first use (service/render_build.py)
+    LIBRARY_PATH = None
+    BUILD_SCRIPT = None
 ABI_VERSION = 1  # must equal RENDER_ABI_VERSION in render/render.c
 
 # Return codes of render_mesh (see render/render.c).
@@ -54,8 +60,12 @@ def _unload(lib: ctypes.CDLL) -> None:
         dlclose(lib._handle)
 
 
-def _build() -> str | None:
+def _build(target: Path) -> str | None:
     """Run ``build_render.sh``; return None on success, else the reason."""
+    if BUILD_SCRIPT is None:  # installed package: compile the packaged render.c into target
+        from .render_build import compile_library
+
+        return compile_library(target)
     try:
         proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
                               cwd=str(ROOT), timeout=300)
@@ -88,8 +98,14 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
         be built (or, for an explicit ``path``, is missing or wrong).
     """
     # Absolute: dlopen() would search the system library path for a bare file name.
-    lib_path = Path(path).resolve() if path is not None else LIBRARY_PATH
-    auto_build = path is None or lib_path.resolve() == LIBRARY_PATH.resolve()
+    if LIBRARY_PATH is not None:
+        default_path = LIBRARY_PATH
+    else:
+        from .render_build import installed_library_path
+
+        default_path = installed_library_path()
+    lib_path = Path(path).resolve() if path is not None else default_path
+    auto_build = path is None or lib_path.resolve() == default_path.resolve()
 
     lib, reason = None, None
     if lib_path.is_file():
@@ -107,7 +123,7 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
         reason = "it does not exist"
 
     if lib is None and auto_build:
-        err = _build()
+        err = _build(lib_path)
         if err is None:
             try:
                 lib = ctypes.CDLL(str(lib_path))
@@ -120,6 +136,9 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
                     lib = None
         reason = f"{reason}; {err}" if err else reason
     if lib is None:
+        if BUILD_SCRIPT is None:
+            raise RuntimeError(f"renderer library {lib_path} is missing and could not be built: {reason}. "
+                               f"Install a C compiler and run again (it is compiled once)")
         raise RuntimeError(f"renderer library render/librender.so is missing and could not be built: "
                            f"{reason}. Run: bash build_render.sh")
 

@@ -1,7 +1,10 @@
 """One small adapter around the LiteRT interpreter.
 
 LiteRT (``ai-edge-litert``) is the runtime; the thread count is explicit and
-defaults to 1 because the product promises one-core real time.
+defaults to 1 because the product promises one-core real time. Where LiteRT is
+not installed but tensorflow is (the seed's users have it), tensorflow's
+``tf.lite.Interpreter`` runs the same models through the same calls: on the
+CPU, like LiteRT (no delegate is ever added, so no GPU is touched).
 """
 
 from __future__ import annotations
@@ -38,6 +41,32 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
+def interpreter_class():
+    """``(Interpreter class, runtime name)``: LiteRT, else tensorflow's ``tf.lite``.
+
+    Raises
+    ------
+    ImportError
+        Neither is installed; the message says how to install LiteRT.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no page of C++ start-up notices
+        with _native_stderr_silenced():
+            import tensorflow as tf
+
+        return tf.lite.Interpreter, "tensorflow"
+    except ImportError:
+        pass
+    raise ImportError("no TFLite runtime: LiteRT is not installed. Run: pip install ai-edge-litert==2.3.0 "
+                      "(or: make setup); tensorflow's tf.lite works too")
+
+
 class TFLiteModel:
     """A loaded ``.tflite`` model with one float32 input.
 
@@ -50,11 +79,7 @@ class TFLiteModel:
     """
 
     def __init__(self, path: Path, num_threads: int = 1):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("LiteRT is not installed. Run: make setup "
-                              "(or: pip install -r requirements.txt)") from exc
+        Interpreter, self.runtime = interpreter_class()
         try:
             with _native_stderr_silenced():
                 self._interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
