@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 MODES = ("sparse", "dense", "pose", "mesh")
@@ -33,12 +34,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the networks and OpenCV (default 1)")
     parser.add_argument("--dense-step", type=int, default=6,
                         help="dense mode: draw every Nth of the 28,104 dense vertices (default 6)")
-    return parser.parse_args(argv)
+    from service.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
+
+    parser.add_argument("--no-track", action="store_true",
+                        help="run the detector on every frame instead of tracking faces from frame to frame")
+    parser.add_argument("--detect-every", type=int, default=30,
+                        help="tracking: also run the detector every N frames to find new faces (default 30)")
+    parser.add_argument("--no-smooth", action="store_true", help="no temporal smoothing (raw per-frame results)")
+    parser.add_argument("--smooth-min-cutoff", type=float, default=DEFAULT_MIN_CUTOFF,
+                        help=f"One-Euro cutoff in Hz for a still face; lower = steadier (default {DEFAULT_MIN_CUTOFF:g})")
+    parser.add_argument("--smooth-beta", type=float, default=DEFAULT_BETA,
+                        help=f"One-Euro speed coefficient; higher = less lag when moving (default {DEFAULT_BETA:g})")
+    args = parser.parse_args(argv)
+    if args.detect_every < 1:
+        parser.error("--detect-every must be at least 1")
+    if not args.smooth_min_cutoff > 0 or not args.smooth_beta >= 0:
+        parser.error("--smooth-min-cutoff must be > 0 and --smooth-beta >= 0")
+    return args
 
 
 def default_output(source, mode: str) -> Path:
     stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
     return Path("out") / f"{stem}_{mode}.mp4"
+
+
+def draw_face_ids(frame, tracked):
+    """A small ``#id`` label under each face's box."""
+    from service import draw
+
+    h = frame.shape[0]
+    for t in tracked:
+        x1, _, _, y2 = t.face.box
+        draw.draw_label(frame, f"#{t.face_id}", (max(0.0, float(x1)), min(float(y2) + 16, h - 4.0)))
+    return frame
 
 
 def annotate(frame, faces, mode: str, pipeline, renderer=None, dense_step: int = 6):
@@ -92,8 +120,10 @@ def main(argv=None) -> int:
     from service.image_io import InputError
     from service.pipeline import FacePipeline
     from service.render import MeshRenderer
-    from service.video_io import (GracefulInterrupt, SafeCsvWriter, SafeVideoWriter, VideoSource, check_writable,
-                                  parse_source)
+    from service.smoothing import OneEuroParams, SmoothingConfig
+    from service.tracker import FaceTracker, TrackerConfig
+    from service.video_io import (GracefulInterrupt, SafeCsvWriter, SafeVideoWriter, VideoSource, check_video_path,
+                                  check_writable, parse_source)
 
     cv2.setNumThreads(args.threads)
     source_name = parse_source(args.file)
@@ -101,13 +131,17 @@ def main(argv=None) -> int:
     try:
         if args.output is None:
             output.parent.mkdir(parents=True, exist_ok=True)
-        check_writable(output)
+        check_video_path(output)
         if args.csv:
             check_writable(args.csv)
         source = VideoSource(source_name)  # first: a bad input fails before models load
         pipeline = FacePipeline(detector=args.detector, num_threads=args.threads)
+        tracker = FaceTracker(pipeline, TrackerConfig(
+            track=not args.no_track, detect_every=args.detect_every, fps=source.fps,
+            smoothing=SmoothingConfig(enabled=not args.no_smooth,
+                                      params=OneEuroParams(args.smooth_min_cutoff, args.smooth_beta))))
         renderer = MeshRenderer() if args.mode == "mesh" else None
-    except (InputError, MissingAssetError, RuntimeError) as exc:
+    except (InputError, MissingAssetError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -121,12 +155,15 @@ def main(argv=None) -> int:
         with GracefulInterrupt() as ctrl_c:
             for index, frame in enumerate(tqdm(source.frames(args.max_frames), total=total, unit="frame",
                                                desc=f"{args.mode}", disable=None)):
-                faces = pipeline.process(frame)
+                # A camera's frames are timed by the clock (it may drop frames); a file's by its frame rate.
+                tracked = tracker.process(frame, time.monotonic() if isinstance(source_name, int) else None)
+                faces = [t.face for t in tracked]
                 frames_with_face += bool(faces)
                 annotate(frame, faces, args.mode, pipeline, renderer, args.dense_step)
+                draw_face_ids(frame, tracked)
                 writer.write(frame)
                 if csv_writer:
-                    csv_writer.write_faces(index, faces)
+                    csv_writer.write_faces(index, faces, [t.face_id for t in tracked])
                 if ctrl_c.requested or not window.show(frame):
                     break
             interrupted = ctrl_c.requested

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .image_io import InputError
+from .tflite import _native_stderr_silenced
 
 
 def parse_source(source: str) -> str | int:
@@ -47,7 +49,8 @@ class VideoSource:
         level = logging.getLogLevel()
         logging.setLogLevel(logging.LOG_LEVEL_SILENT)
         try:
-            self._capture = cv2.VideoCapture(source)
+            with _native_stderr_silenced():  # FFmpeg's own lines ("moov atom not found") too
+                self._capture = cv2.VideoCapture(source)
         finally:
             logging.setLogLevel(level)
         if not self._capture.isOpened():
@@ -89,11 +92,31 @@ def _temporary_name(path: Path) -> Path:
 
 def check_writable(path: Path) -> None:
     """Raise InputError now, before any work, if ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name")
     parent = path.resolve().parent
     if not parent.is_dir():
         raise InputError(f"{path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{path}: folder {parent} is not writable")
+    try:  # the real test (root passes os.access everywhere; read-only mounts, /proc, ...)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in folder {parent} ({exc.strerror or exc})") from None
+
+
+# Containers that take the mp4v codec (OpenCV picks the container from the suffix).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+
+
+def check_video_path(path: Path) -> None:
+    """:func:`check_writable`, and a suffix whose container takes mp4v video."""
+    path = Path(path)
+    check_writable(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{path}: a video output must end in {', '.join(VIDEO_SUFFIXES)}")
 
 
 class SafeVideoWriter:
@@ -104,7 +127,7 @@ class SafeVideoWriter:
 
     def __init__(self, path, fps: float):
         self.path = Path(path)
-        check_writable(self.path)
+        check_video_path(self.path)
         self.fps = fps
         self._tmp = _temporary_name(self.path)
         self._writer = None
@@ -130,7 +153,9 @@ class SafeVideoWriter:
                 self._tmp.unlink(missing_ok=True)
 
 
-CSV_HEADER = (["frame", "face", "x1", "y1", "x2", "y2", "score", "yaw", "pitch", "roll"]
+# ``face`` is the face's index within its frame; ``face_id`` its identity across
+# frames (video tracking; empty when the caller has none).
+CSV_HEADER = (["frame", "face", "face_id", "x1", "y1", "x2", "y2", "score", "yaw", "pitch", "roll"]
               + [f"lm{i}_{c}" for i in range(68) for c in "xyz"]
               + [f"p{i}" for i in range(62)])
 
@@ -150,10 +175,12 @@ class SafeCsvWriter:
         self._writer.writerow(CSV_HEADER)
         self.rows = 0
 
-    def write_faces(self, frame_index: int, faces) -> None:
+    def write_faces(self, frame_index: int, faces, face_ids=None) -> None:
+        """One row per face; ``face_ids`` (same order as ``faces``) fills the ``face_id`` column."""
         for face_index, face in enumerate(faces):
             yaw, pitch, roll = face.pose.yaw_pitch_roll_deg
-            row = [frame_index, face_index, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}",
+            face_id = "" if face_ids is None else int(face_ids[face_index])
+            row = [frame_index, face_index, face_id, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}",
                    f"{yaw:.2f}", f"{pitch:.2f}", f"{roll:.2f}"]
             row += [f"{v:.2f}" for v in face.landmarks68.ravel()]
             row += [f"{v:.6g}" for v in face.params62]
