@@ -98,6 +98,9 @@ def write_png(path: Path, image) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from service.threads import limit_blas_threads
+
+    limit_blas_threads(args.threads)  # before numpy loads
     import cv2
     from tqdm import tqdm
 

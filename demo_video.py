@@ -113,6 +113,9 @@ class Window:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from service.threads import limit_blas_threads
+
+    limit_blas_threads(args.threads)  # before numpy loads
     import cv2
     from tqdm import tqdm
 

@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 STAGES = ("decode", "detect", "align", "fit", "dense", "render")
 
 
@@ -51,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def summarise(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     """Median, p90 and mean in milliseconds for each stage."""
+    import numpy as np
+
     return {name: {"median_ms": float(np.median(v) * 1e3), "p90_ms": float(np.percentile(v, 90) * 1e3),
                    "mean_ms": float(np.mean(v) * 1e3)}
             for name, v in times.items()}
@@ -58,6 +58,10 @@ def summarise(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from service.threads import limit_blas_threads
+
+    limit_blas_threads(args.threads)  # before numpy loads
+    import numpy as np
     import cv2
 
     from service.assets import MissingAssetError

@@ -21,6 +21,7 @@ import importlib.util
 import sys
 
 from . import __version__, locations
+from .threads import limit_blas_threads
 
 SCRIPTS = {"video": "demo_video", "image": "demo_image", "bench": "video_speed_benchmark"}
 USAGE = __doc__.split("\n\n")[1]
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"densehead {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
+    if "--threads" in rest[:-1]:
+        threads = rest[rest.index("--threads") + 1]
+        limit_blas_threads(int(threads) if threads.isdigit() else 1)
+    else:
+        limit_blas_threads(1)  # before numpy loads (service/threads.py)
     from .assets import MissingAssetError
     from .image_io import InputError
 

@@ -3,8 +3,12 @@ downloaded models and sample video skip with a reason when they are absent."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")  # as the scripts do (service/threads.py); before numpy loads
 
 import pytest
 

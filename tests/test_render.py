@@ -304,6 +304,24 @@ def test_vertex_colours_are_interpolated(flat):
     assert tuple(img[2, 2]) == (255, 0, 0)
 
 
+def test_vertex_colours_of_many_vertices(flat):
+    # 9 separate triangles (27 vertices: not a multiple of the 8 lit at once by the SIMD
+    # path), each in its own colour: every covered pixel shows exactly its triangle's colour.
+    h, w = 40, 60
+    rng = np.random.default_rng(5)
+    corners = np.array([(0.3, 0.2), (5.7, 0.6), (1.1, 6.4)])
+    offsets = [(2 + 6.5 * k, 3 + 4.5 * (k % 3), 0) for k in range(9)]
+    verts = np.concatenate([np.c_[corners, np.zeros(3)] + o for o in offsets]).astype(np.float32)
+    rgb = rng.integers(1, 256, (9, 3))
+    vcol = np.repeat(rgb / 255, 3, axis=0).astype(np.float32)
+    tris = np.arange(27, dtype=np.int32).reshape(9, 3)
+    img = draw(flat, np.zeros((h, w, 3), np.uint8), verts, tris, vertex_colors=vcol, alpha=1.0)
+    for k in range(9):
+        mask = coverage_mask(verts[3 * k:3 * k + 3], h, w)
+        assert mask.sum() > 5
+        assert (img[mask] == rgb[k]).all()
+
+
 def test_lighting_is_two_sided_and_depends_on_normal(lit):
     h, w = 40, 40
     tri = np.array([(4, 4, 0), (36, 4, 0), (4, 36, 0)], np.float32)
@@ -409,6 +427,38 @@ def test_dense_half_sphere_renders(lit):
     img2 = np.zeros_like(img)
     lit.render(img2, verts, tris, alpha=1.0)
     np.testing.assert_array_equal(img2[r < 99], img[r < 99])
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the scalar variant")
+def test_simd_and_scalar_code_paths_agree(tmp_path):
+    # render.c has a SIMD triangle pass (x86-64 with AVX2) and a scalar one (other CPUs);
+    # they must give identical images, ties on edges and equal depths included.
+    root = Path(render_mod.__file__).resolve().parent.parent
+    scalar_lib = tmp_path / "librender_scalar.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-std=c99", "-DRENDER_NO_SIMD", "-o", str(scalar_lib),
+                    str(root / "render" / "render.c"), "-lm"], check=True)
+    rng = np.random.default_rng(11)
+    meshes = [half_sphere(40.0, 30.0, 28.0, grid=60)]
+    for k in range(12):
+        n = 41  # 123 vertices: not a multiple of the 8 lit at once by the SIMD path
+        if k % 3 == 0:  # integer and half-integer corners: many centres exactly on edges
+            xy = rng.integers(-4, 70, (n, 3, 2)) / 2.0
+        elif k % 3 == 1:  # (sub-)pixel triangles
+            xy = rng.uniform(-2, 64, (n, 1, 2)) + rng.normal(0, 1.0, (n, 3, 2))
+        else:  # large, partly off-screen
+            xy = rng.uniform(-40, 100, (n, 3, 2))
+        z = rng.integers(0, 3, (n, 1, 1)).repeat(3, 1) if k % 2 else rng.uniform(-5, 5, (n, 3, 1))  # equal depths
+        verts = np.concatenate([xy, z], -1).reshape(-1, 3).astype(np.float32)
+        meshes.append((verts, np.arange(3 * n, dtype=np.int32).reshape(n, 3)))
+    for kw in (dict(ambient=1.0, diffuse=0.0, specular=0.0), {}):
+        simd, scalar = MeshRenderer(**kw), MeshRenderer(scalar_lib, **kw)
+        for verts, tris in meshes:
+            vcol = rng.uniform(0, 1, (len(verts), 3)).astype(np.float32)
+            base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            a, b = base.copy(), base.copy()
+            simd.render(a, verts, tris, vertex_colors=vcol, alpha=0.6)
+            scalar.render(b, verts, tris, vertex_colors=vcol, alpha=0.6)
+            np.testing.assert_array_equal(a, b)
 
 
 # --- library loading ----------------------------------------------------------------
