@@ -18,12 +18,17 @@ Method
    principal components (of the training inputs and their mirror images) and a
    one-hidden-layer network (tanh) predicts the residuals ``(true - raw)`` of
    yaw, pitch and roll.
-3. **Symmetric by construction.** The residual is the average of the network
+3. **Only where the fit fails.** The residuals are faded in between
+   ``gate[0]`` and ``gate[1]`` degrees of raw |yaw| (smoothstep): below, the
+   pose is the raw fit's, unchanged, since there the raw fit is already as good
+   as the correction could make it on people it has not seen (the range is
+   chosen on training people held out from the fit).
+4. **Symmetric by construction.** The residual is the average of the network
    on the input and, with yaw and roll negated, on the input's mirror image
    (x negated, left and right points swapped: :class:`CanonicalFace`'s
    ``mirror_index``). So the correction of a mirrored face is exactly the
    mirrored correction: yaw and roll residuals are odd, pitch residuals even.
-4. **Roll re-applied.** ``yaw' = yaw + dy``, ``pitch' = pitch + dp``,
+5. **Roll re-applied.** ``yaw' = yaw + dy``, ``pitch' = pitch + dp``,
    ``roll' = roll + dr``: rotating the image in its plane by ``a`` changes the
    raw roll by ``a`` and nothing else, so the corrected roll changes by exactly
    ``a`` and the corrected yaw and pitch not at all.
@@ -74,6 +79,8 @@ class PoseCalibration:
         Hidden layer ``(K + 2, H)``, ``(H,)``; output ``(H, 3)``, ``(3,)``.
     output_scales : ndarray, shape (3,)
         Degrees per unit of the network's yaw, pitch, roll outputs.
+    gate : ndarray, shape (2,)
+        Raw |yaw| (degrees) where the residuals start and finish fading in.
     mirror_index : ndarray, shape (468,)
         Left-right point pairing.
     """
@@ -87,10 +94,15 @@ class PoseCalibration:
     w2: np.ndarray
     b2: np.ndarray
     output_scales: np.ndarray
+    gate: np.ndarray
     mirror_index: np.ndarray
 
+    def __post_init__(self):
+        # float32 transposed copy for the per-frame projection (half the bytes read per frame).
+        object.__setattr__(self, "_components32_t", np.ascontiguousarray(self.components.T, np.float32))
+
     FIELDS = ("mean", "components", "component_scales", "angle_scales", "w1", "b1", "w2", "b2",
-              "output_scales", "mirror_index")
+              "output_scales", "gate", "mirror_index")
 
     @classmethod
     def load(cls, path: Path | None = None) -> "PoseCalibration":
@@ -114,7 +126,8 @@ class PoseCalibration:
     def network(self, roll_free: np.ndarray, yaw_pitch: np.ndarray) -> np.ndarray:
         """The un-symmetrised residual ``(n, 3)`` in degrees for inputs ``(n, 468, 3)``, ``(n, 2)``."""
         flat = roll_free.reshape(len(roll_free), -1)
-        features = np.concatenate([((flat - self.mean) @ self.components.T) / self.component_scales,
+        projected = ((flat - self.mean).astype(np.float32) @ self._components32_t).astype(np.float64)
+        features = np.concatenate([projected / self.component_scales,
                                    yaw_pitch / self.angle_scales], 1)
         hidden = np.tanh(features @ self.w1 + self.b1)
         return (hidden @ self.w2 + self.b2) * self.output_scales
@@ -125,7 +138,9 @@ class PoseCalibration:
         yaw_pitch = np.asarray(yaw_pitch, np.float64).reshape(-1, 2)
         direct = self.network(roll_free, yaw_pitch)
         mirrored = self.network(self.mirror(roll_free), yaw_pitch * np.array([-1.0, 1.0])) * _SIGNS
-        return 0.5 * (direct + mirrored)
+        fade = np.clip((np.abs(yaw_pitch[:, 0]) - self.gate[0]) / max(self.gate[1] - self.gate[0], 1e-9), 0.0, 1.0)
+        fade = fade * fade * (3.0 - 2.0 * fade)
+        return 0.5 * (direct + mirrored) * fade[:, None]
 
     def correct(self, pose: Pose, points468: np.ndarray) -> Pose:
         """The corrected pose of one face (scale and translation kept)."""

@@ -68,7 +68,7 @@ Sources, sampling, split
 Source faces: every labelled 300-W face the photo pipeline finds with
 |yaw| <= 20, |pitch| <= 20 deg, an eye distance >= ``MIN_EYE_PX`` px and the
 whole face inside the image. HELEN-train and LFPW-train people are the
-training split (for learning the correction; ``--max-sources`` of them, drawn
+training split (for learning the correction; all of them, or ``--max-sources`` drawn
 in a seeded order), AFW people are held out (for reporting only). Each source
 gets ``--per-face`` renders with |yaw_T| stratified over [0, 82] (alternating
 sign; the reference offset takes the truth to about 85), pitch_T uniform in
@@ -80,8 +80,8 @@ Writes ``.cache/profiling/`` (git-ignored): ``images/*.jpg``, ``index.csv``
 ``src_*`` = the photo's measured pose, ``x1, y1, x2, y2`` = the true face
 box) and ``sources.npz`` (each source's ``params62`` and ``Rref``).
 
-Usage: ``python tools/build_profiling_set.py [--data ../shared/data] [--per-face 24]
-[--max-sources 500] [--depth-scale 1.3] [--out .cache/profiling]``
+Usage: ``python tools/build_profiling_set.py [--data ../shared/data] [--per-face 20]
+[--max-sources N (0 = all)] [--depth-scale 1.3] [--out .cache/profiling]``
 """
 
 from __future__ import annotations
@@ -455,7 +455,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--per-face", type=int, default=24)
+    parser.add_argument("--per-face", type=int, default=20)
     parser.add_argument("--max-sources", type=int, default=0, help="per split; 0 = all")
     parser.add_argument("--depth-scale", type=float, default=DEPTH_SCALE)
     parser.add_argument("--seed", type=int, default=0)
