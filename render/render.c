@@ -2,7 +2,7 @@
  * GCC/Clang SIMD intrinsics and target attributes; libc/libm only).
  *
  * int render_abi_version(void);
- *     Returns RENDER_ABI_VERSION (1). Bumped whenever render_mesh's signature or
+ *     Returns RENDER_ABI_VERSION (2). Bumped whenever render_mesh's signature or
  *     semantics change, so the Python binding can detect a stale librender.so.
  *
  * int render_mesh(uint8_t *image, int height, int width,
@@ -63,7 +63,7 @@
 #endif
 #endif
 
-#define RENDER_ABI_VERSION 1
+#define RENDER_ABI_VERSION 2
 #define RENDER_OK 0
 #define RENDER_ERR_ARGS (-1)
 #define RENDER_ERR_INDEX (-2)
@@ -152,18 +152,20 @@ static void pixel_exact(const Ctx *c, int t, const Vert *A, const Vert *B, const
     if (z < f->z) { f->z = z; f->t = t; f->w1 = (float)(eca * ia); f->w2 = (float)(eab * ia); }
 }
 
-/* Scalar triangle pass: normals and depth, one pixel at a time. */
-static void raster_scalar(const Ctx *c, int n_triangles)
+/* Scalar triangle pass: normals (if asked) and depth, one pixel at a time. */
+static void raster_scalar(const Ctx *c, int n_triangles, int normals)
 {
     for (int t = 0; t < n_triangles; t++) {
         const int32_t *tri = c->tris + 3L * t;
         if (!(c->ok[tri[0]] & c->ok[tri[1]] & c->ok[tri[2]])) continue;
         Vert *A = c->V + tri[0], *B = c->V + tri[1], *C = c->V + tri[2];
-        float ux = B->p[0] - A->p[0], uy = B->p[1] - A->p[1], uz = B->p[2] - A->p[2];
-        float wx = C->p[0] - A->p[0], wy = C->p[1] - A->p[1], wz = C->p[2] - A->p[2];
-        float nx = uy * wz - uz * wy, ny = uz * wx - ux * wz, nz = ux * wy - uy * wx;
-        Vert *abc[3] = {A, B, C};
-        for (int k = 0; k < 3; k++) { abc[k]->n[0] += nx; abc[k]->n[1] += ny; abc[k]->n[2] += nz; }
+        if (normals) {
+            float ux = B->p[0] - A->p[0], uy = B->p[1] - A->p[1], uz = B->p[2] - A->p[2];
+            float wx = C->p[0] - A->p[0], wy = C->p[1] - A->p[1], wz = C->p[2] - A->p[2];
+            float nx = uy * wz - uz * wy, ny = uz * wx - ux * wz, nz = ux * wy - uy * wx;
+            Vert *abc[3] = {A, B, C};
+            for (int k = 0; k < 3; k++) { abc[k]->n[0] += nx; abc[k]->n[1] += ny; abc[k]->n[2] += nz; }
+        }
         /* pixel centres inside the triangle's box, clipped to the image (any image size) */
         int x0 = ceil_in(minf(minf(A->p[0], B->p[0]), C->p[0]), 0, c->W - 1);
         int x1 = floor_in(maxf(maxf(A->p[0], B->p[0]), C->p[0]), 0, c->W - 1);
@@ -304,20 +306,22 @@ __attribute__((target("avx2"), noinline)) static void big_avx2(const Ctx *c, int
 }
 
 __attribute__((target("avx2"), always_inline)) static inline void
-tri_avx2(const Ctx *c, Vert *V, const int32_t *tri, int t, int check_ok)
+tri_avx2(const Ctx *c, Vert *V, const int32_t *tri, int t, int check_ok, int normals)
 {
     const int i0 = tri[0], i1 = tri[1], i2 = tri[2];
     if (check_ok && !(c->ok[i0] & c->ok[i1] & c->ok[i2])) return;
     Vert *A = V + i0, *B = V + i1, *C = V + i2;
-    /* area-weighted normal cross(b - a, c - a): the scalar float operations, 4 lanes */
-    __m128 pa = _mm_load_ps(A->p), pb = _mm_load_ps(B->p), pc = _mm_load_ps(C->p);
-    __m128 u = _mm_sub_ps(pb, pa), w = _mm_sub_ps(pc, pa);
-    __m128 u1 = _mm_shuffle_ps(u, u, _MM_SHUFFLE(3, 0, 2, 1)), w1 = _mm_shuffle_ps(w, w, _MM_SHUFFLE(3, 0, 2, 1));
-    __m128 u2 = _mm_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 0, 2)), w2 = _mm_shuffle_ps(w, w, _MM_SHUFFLE(3, 1, 0, 2));
-    __m128 n = _mm_sub_ps(_mm_mul_ps(u1, w2), _mm_mul_ps(u2, w1));
-    _mm_store_ps(A->n, _mm_add_ps(_mm_load_ps(A->n), n));
-    _mm_store_ps(B->n, _mm_add_ps(_mm_load_ps(B->n), n));
-    _mm_store_ps(C->n, _mm_add_ps(_mm_load_ps(C->n), n));
+    if (normals) {
+        /* area-weighted normal cross(b - a, c - a): the scalar float operations, 4 lanes */
+        __m128 pa = _mm_load_ps(A->p), pb = _mm_load_ps(B->p), pc = _mm_load_ps(C->p);
+        __m128 u = _mm_sub_ps(pb, pa), w = _mm_sub_ps(pc, pa);
+        __m128 u1 = _mm_shuffle_ps(u, u, _MM_SHUFFLE(3, 0, 2, 1)), w1 = _mm_shuffle_ps(w, w, _MM_SHUFFLE(3, 0, 2, 1));
+        __m128 u2 = _mm_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 0, 2)), w2 = _mm_shuffle_ps(w, w, _MM_SHUFFLE(3, 1, 0, 2));
+        __m128 n = _mm_sub_ps(_mm_mul_ps(u1, w2), _mm_mul_ps(u2, w1));
+        _mm_store_ps(A->n, _mm_add_ps(_mm_load_ps(A->n), n));
+        _mm_store_ps(B->n, _mm_add_ps(_mm_load_ps(B->n), n));
+        _mm_store_ps(C->n, _mm_add_ps(_mm_load_ps(C->n), n));
+    }
 
     /* box of pixel centres: lane-wise minimum of (x0, y0, -x1, -y1) */
     __m128i m = _mm_min_epi16(_mm_min_epi16(_mm_loadl_epi64((const __m128i *)A->box),
@@ -330,7 +334,8 @@ tri_avx2(const Ctx *c, Vert *V, const int32_t *tri, int t, int check_ok)
     tile_avx2(c, t, A, B, C, x0, y0, (5 + 10 * (dx != 0)) & (3 + 12 * (dy != 0)));
 }
 
-__attribute__((target("avx2"), always_inline)) static inline void raster_avx2_loop(const Ctx *c, int n, int check_ok)
+__attribute__((target("avx2"), always_inline)) static inline void raster_avx2_loop(const Ctx *c, int n, int check_ok,
+                                                                                 int normals)
 {
     const int32_t *restrict tris = c->tris;
     Vert *restrict V = c->V;
@@ -340,14 +345,20 @@ __attribute__((target("avx2"), always_inline)) static inline void raster_avx2_lo
         _mm_prefetch((const char *)(V + q[0]), _MM_HINT_T0);
         _mm_prefetch((const char *)(V + q[1]), _MM_HINT_T0);
         _mm_prefetch((const char *)(V + q[2]), _MM_HINT_T0);
-        tri_avx2(c, V, tris + 3L * t, t, check_ok);
+        tri_avx2(c, V, tris + 3L * t, t, check_ok, normals);
     }
-    for (; t < n; t++) tri_avx2(c, V, tris + 3L * t, t, check_ok);
+    for (; t < n; t++) tri_avx2(c, V, tris + 3L * t, t, check_ok, normals);
 }
 
-__attribute__((target("avx2"), noinline)) static void raster_avx2(const Ctx *c, int n_triangles, int check_ok)
+/* Four specialisations (constant flags): the normals are only needed for shading. */
+__attribute__((target("avx2"), noinline)) static void raster_avx2(const Ctx *c, int n_triangles, int check_ok,
+                                                                  int normals)
 {
-    if (check_ok) raster_avx2_loop(c, n_triangles, 1); else raster_avx2_loop(c, n_triangles, 0);
+    if (normals) {
+        if (check_ok) raster_avx2_loop(c, n_triangles, 1, 1); else raster_avx2_loop(c, n_triangles, 0, 1);
+    } else {
+        if (check_ok) raster_avx2_loop(c, n_triangles, 1, 0); else raster_avx2_loop(c, n_triangles, 0, 0);
+    }
 }
 
 /* shade_scalar, 8 vertices at a time (the same float operations, so the same colours) */
@@ -431,26 +442,30 @@ resolve_avx2(uint8_t *image, int height, int width, const Ctx *c, int x0, int y0
 }
 #endif
 
-int render_mesh(uint8_t *image, int height, int width,
-                const float *vertices, int n_vertices,
-                const int32_t *triangles, int n_triangles,
-                const float *vertex_colors, const float *base_color, float alpha,
-                const float *light_dir, float ambient, float diffuse,
-                float specular, float shininess,
-                float *zbuffer, int32_t *idbuffer)
-{
-    if (height < 0 || width < 0 || n_vertices < 0 || n_triangles < 0) return RENDER_ERR_ARGS;
-    if (height == 0 || width == 0 || n_triangles == 0) return RENDER_OK;
-    if (!image || !vertices || !triangles || !zbuffer || !idbuffer) return RENDER_ERR_ARGS;
-    (void)zbuffer; (void)idbuffer;
+/* Everything both entry points do before shading: validate the indices, build the vertex
+ * records, find the bounding box of the finite vertices on screen, allocate and clear its
+ * depth buffer and rasterise every triangle into it (pass 1), with the vertex normals
+ * accumulated when `normals` is set. Sets *empty (and allocates nothing) when no pixel
+ * centre can be covered. On success the caller frees r->lt and r->F. */
+typedef struct {
+    Light *lt;      /* one allocation: Light, vertex records V, shaded colours S, ok flags */
+    Frag *F;        /* depth buffer of the box (plus padding) */
+    Ctx c;
+    int X0, Y0, X1, Y1, simd, empty;
+} Raster;
 
+static int rasterise(Raster *r, int height, int width, const float *vertices, int n_vertices,
+                     const int32_t *triangles, int n_triangles, int normals)
+{
+    r->lt = NULL; r->F = NULL; r->empty = 1;
 #ifdef RENDER_AVX2
     /* images wider or taller than 32766 px would not fit the 16-bit boxes of tri_avx2 */
     const int simd = width < 32767 && height < 32767 && __builtin_cpu_supports("avx2");
 #else
     enum { simd = 0 };
 #endif
-    /* Validate every index before writing anything, so an error leaves the image intact. */
+    r->simd = simd;
+    /* Validate every index before writing anything, so an error leaves the outputs intact. */
 #ifdef RENDER_AVX2
     if (simd ? max_index_avx2(triangles, 3L * n_triangles) >= (uint32_t)n_vertices :
 #else
@@ -524,9 +539,31 @@ int render_mesh(uint8_t *image, int height, int width,
 
     /* Pass 1: normals and depth; the winning triangle and its weights per pixel. */
 #ifdef RENDER_AVX2
-    if (simd) raster_avx2(&c, n_triangles, !all_ok); else
+    if (simd) raster_avx2(&c, n_triangles, !all_ok, normals); else
 #endif
-        raster_scalar(&c, n_triangles);
+        raster_scalar(&c, n_triangles, normals);
+    r->lt = lt; r->F = Fm; r->c = c;
+    r->X0 = X0; r->Y0 = Y0; r->X1 = X1; r->Y1 = Y1; r->empty = 0;
+    return RENDER_OK;
+}
+
+int render_mesh(uint8_t *image, int height, int width,
+                const float *vertices, int n_vertices,
+                const int32_t *triangles, int n_triangles,
+                const float *vertex_colors, const float *base_color, float alpha,
+                const float *light_dir, float ambient, float diffuse,
+                float specular, float shininess,
+                float *zbuffer, int32_t *idbuffer)
+{
+    if (height < 0 || width < 0 || n_vertices < 0 || n_triangles < 0) return RENDER_ERR_ARGS;
+    if (height == 0 || width == 0 || n_triangles == 0) return RENDER_OK;
+    if (!image || !vertices || !triangles || !zbuffer || !idbuffer) return RENDER_ERR_ARGS;
+    (void)zbuffer; (void)idbuffer;
+
+    Raster r;
+    int rc = rasterise(&r, height, width, vertices, n_vertices, triangles, n_triangles, 1);
+    if (rc != RENDER_OK || r.empty) return rc;
+    Light *lt = r.lt;
 
     /* Light L and Blinn half vector H = normalise(L + V), viewer direction V = (0,0,-1). */
     lt->L[0] = 0.0f; lt->L[1] = 0.0f; lt->L[2] = -1.0f;
@@ -548,10 +585,280 @@ int render_mesh(uint8_t *image, int height, int width,
 
     /* Shade the vertices, then pass 2: blend the single visible fragment of each pixel. */
 #ifdef RENDER_AVX2
-    if (simd) { shade_avx2(V, S, n_vertices, lt); resolve_avx2(image, height, width, &c, X0, Y0, X1, Y1, alpha); } else
+    if (r.simd) { shade_avx2(r.c.V, r.c.S, n_vertices, lt);
+                  resolve_avx2(image, height, width, &r.c, r.X0, r.Y0, r.X1, r.Y1, alpha); } else
 #endif
-    { shade_scalar(V, S, 0, n_vertices, lt); resolve_scalar(image, width, &c, X0, Y0, X1, Y1, alpha); }
-    free(Fm);
-    free(lt);
+    { shade_scalar(r.c.V, r.c.S, 0, n_vertices, lt); resolve_scalar(image, width, &r.c, r.X0, r.Y0, r.X1, r.Y1, alpha); }
+    free(r.F);
+    free(r.lt);
     return RENDER_OK;
+}
+
+/* Attributes of one row of the box. In pixel order the visible triangles, and so their
+ * vertex indices and attribute rows, are scattered over the mesh arrays: each pixel would
+ * wait for two dependent cache misses. A software pipeline hides them: the triangle of
+ * pixel x + 2 * AHEAD is prefetched, the attribute rows of pixel x + AHEAD are prefetched
+ * (its indices are in cache by then), and pixel x is computed. `nch` is a constant in the
+ * specialisations below, so the channel loop unrolls. */
+#define AHEAD 6
+static inline void attributes_row(const int32_t *restrict tris, const Frag *restrict fr, int x0, int x1,
+                                  const float *restrict attributes, int nch, float *restrict out)
+{
+    for (int x = x0; x <= x1; x++) {
+        int xa = x + 2 * AHEAD <= x1 ? x + 2 * AHEAD : x1, xb = x + AHEAD <= x1 ? x + AHEAD : x1;
+        int ta = fr[xa].t, tb = fr[xb].t;
+        __builtin_prefetch(tris + 3L * (ta >= 0 ? ta : 0));
+        if (tb >= 0) {
+            const int32_t *q = tris + 3L * tb;
+            __builtin_prefetch(attributes + (long)q[0] * nch);
+            __builtin_prefetch(attributes + (long)q[1] * nch);
+            __builtin_prefetch(attributes + (long)q[2] * nch);
+        }
+        float *o = out + (long)(x - x0) * nch;
+        const int t = fr[x].t;
+        if (t < 0) { for (int k = 0; k < nch; k++) o[k] = 0.0f; continue; }
+        const int32_t *tri = tris + 3L * t;
+        const float w1 = fr[x].w1, w2 = fr[x].w2, w0 = 1.0f - w1 - w2;
+        const float *a = attributes + (long)tri[0] * nch, *b = attributes + (long)tri[1] * nch,
+                    *d = attributes + (long)tri[2] * nch;
+        for (int k = 0; k < nch; k++) o[k] = w0 * a[k] + w1 * b[k] + w2 * d[k];
+    }
+}
+static void attributes_row_1(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row(t, f, x0, x1, a, 1, o); }
+static void attributes_row_2(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row(t, f, x0, x1, a, 2, o); }
+static void attributes_row_3(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row(t, f, x0, x1, a, 3, o); }
+static void attributes_row_4(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row(t, f, x0, x1, a, 4, o); }
+
+#ifdef RENDER_X86
+/* attributes_row for 2-4 channels with one SSE operation per pixel (the same float
+ * operations per channel, so the same values), from a copy of the attributes padded to
+ * 4 floats per vertex. */
+static inline void attributes_row_sse(const int32_t *restrict tris, const Frag *restrict fr, int x0, int x1,
+                                      const float *restrict a4, int nch, float *restrict out)
+{
+    for (int x = x0; x <= x1; x++) {
+        float *o = out + (long)(x - x0) * nch;
+        const int t = fr[x].t;
+        __m128 v = _mm_setzero_ps();
+        if (t >= 0) {
+            const int32_t *tri = tris + 3L * t;
+            const float w1 = fr[x].w1, w2 = fr[x].w2, w0 = 1.0f - w1 - w2;
+            v = _mm_add_ps(_mm_add_ps(_mm_mul_ps(_mm_set1_ps(w0), _mm_load_ps(a4 + 4L * tri[0])),
+                                      _mm_mul_ps(_mm_set1_ps(w1), _mm_load_ps(a4 + 4L * tri[1]))),
+                           _mm_mul_ps(_mm_set1_ps(w2), _mm_load_ps(a4 + 4L * tri[2])));
+        }
+        if (nch == 4) { _mm_storeu_ps(o, v); continue; }
+        _mm_storel_pi((__m64 *)o, v);
+        if (nch == 3) _mm_store_ss(o + 2, _mm_movehl_ps(v, v));
+    }
+}
+static void attributes_sse_2(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row_sse(t, f, x0, x1, a, 2, o); }
+static void attributes_sse_3(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row_sse(t, f, x0, x1, a, 3, o); }
+static void attributes_sse_4(const int32_t *t, const Frag *f, int x0, int x1, const float *a, float *o) { attributes_row_sse(t, f, x0, x1, a, 4, o); }
+#endif
+
+/* Pass 2 of render_maps: for every pixel of the box, the visible fragment's depth, triangle,
+ * coverage and interpolated attributes (one output at a time: each loop is simple). */
+static void resolve_maps(const Ctx *c, int width, int x0, int y0, int x1, int y1,
+                         const float *restrict attributes, const float *restrict a4, int n_channels,
+                         float *restrict depth, float *restrict out, uint8_t *restrict mask,
+                         int32_t *restrict tri_out)
+{
+    const int32_t *restrict tris = c->tris;
+    for (int y = y0; y <= y1; y++) {
+        const Frag *restrict fr = c->F + (long)y * c->fs;
+        const long row = (long)y * width;
+        if (depth)
+            for (int x = x0; x <= x1; x++) depth[row + x] = fr[x].z;   /* INFINITY where uncovered */
+        if (mask)
+            for (int x = x0; x <= x1; x++) mask[row + x] = (uint8_t)(fr[x].t >= 0);
+        if (tri_out)
+            for (int x = x0; x <= x1; x++) tri_out[row + x] = fr[x].t;
+        if (!out) continue;
+        float *o = out + (row + x0) * n_channels;
+#ifdef RENDER_X86
+        if (a4) {
+            if (n_channels == 2) attributes_sse_2(tris, fr, x0, x1, a4, o);
+            else if (n_channels == 3) attributes_sse_3(tris, fr, x0, x1, a4, o);
+            else attributes_sse_4(tris, fr, x0, x1, a4, o);
+            continue;
+        }
+#else
+        (void)a4;
+#endif
+        switch (n_channels) {
+        case 1: attributes_row_1(tris, fr, x0, x1, attributes, o); break;
+        case 2: attributes_row_2(tris, fr, x0, x1, attributes, o); break;
+        case 3: attributes_row_3(tris, fr, x0, x1, attributes, o); break;
+        case 4: attributes_row_4(tris, fr, x0, x1, attributes, o); break;
+        default: attributes_row(tris, fr, x0, x1, attributes, n_channels, o);
+        }
+    }
+}
+
+int render_maps(int height, int width,
+                const float *vertices, int n_vertices,
+                const int32_t *triangles, int n_triangles,
+                const float *attributes, int n_channels,
+                float *depth, float *out, uint8_t *mask, int32_t *tri_out, int32_t *box)
+{
+    if (height < 0 || width < 0 || n_vertices < 0 || n_triangles < 0 || n_channels < 0) return RENDER_ERR_ARGS;
+    if (!box) return RENDER_ERR_ARGS;
+    box[0] = box[1] = box[2] = box[3] = 0;
+    if (height == 0 || width == 0 || n_triangles == 0) return RENDER_OK;
+    if (!vertices || !triangles || (out && (!attributes || n_channels == 0))) return RENDER_ERR_ARGS;
+
+    Raster r;
+    int rc = rasterise(&r, height, width, vertices, n_vertices, triangles, n_triangles, 0);
+    if (rc != RENDER_OK || r.empty) return rc;
+    float *a4 = NULL, *a4_mem = NULL;
+#ifdef RENDER_X86
+    if (out && n_channels >= 2 && n_channels <= 4) {   /* padded copy for the SSE path */
+        a4_mem = malloc((size_t)n_vertices * 16 + 16);
+        if (!a4_mem) { free(r.F); free(r.lt); return RENDER_ERR_NOMEM; }
+        a4 = (float *)(((uintptr_t)a4_mem + 15) & ~(uintptr_t)15);
+        for (long v = 0; v < n_vertices; v++) {
+            float *q = a4 + 4 * v;
+            const float *src = attributes + v * n_channels;
+            q[0] = src[0]; q[1] = src[1]; q[2] = n_channels > 2 ? src[2] : 0.0f; q[3] = n_channels > 3 ? src[3] : 0.0f;
+        }
+    }
+#endif
+    resolve_maps(&r.c, width, r.X0, r.Y0, r.X1, r.Y1, attributes, a4, n_channels, depth, out, mask, tri_out);
+    box[0] = r.X0; box[1] = r.Y0; box[2] = r.X1 + 1; box[3] = r.Y1 + 1;
+    free(a4_mem);
+    free(r.F);
+    free(r.lt);
+    return RENDER_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Face-model kernels that sit beside the renderer (one library, one build): the 68-landmark
+ * tree cascade and the dense-mesh subdivision. Both are exact ports of the numpy reference
+ * implementations in service/landmarks68.py (CascadeRefiner.refine) and
+ * service/face_model.py (the sparse subdivision maps); tests compare them.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Grey level of one pixel: OpenCV's COLOR_BGR2GRAY for 8-bit images, bit for bit
+ * (fixed point, 14 fractional bits, round half up). */
+static inline float gray_at(const uint8_t *image, long stride, int channels, int x, int y)
+{
+    const uint8_t *p = image + (long)y * stride + (long)x * channels;
+    if (channels == 1) return (float)p[0];
+    return (float)(((int)p[0] * 1868 + (int)p[1] * 9617 + (int)p[2] * 4899 + (1 << 13)) >> 14);
+}
+
+/* Round half to even, as numpy.rint, then clamp to [0, hi]. */
+static inline int rint_clamp(double v, int hi)
+{
+    double r = nearbyint(v);  /* default rounding mode: to nearest, ties to even */
+    if (!(r >= 0.0)) return 0;  /* also NaN */
+    if (r > (double)hi) return hi;
+    return (int)r;
+}
+
+#define CASCADE_MAX_TREES 4096
+
+/* Refine 68 landmarks in place with a cascade of regression trees.
+ *
+ * image     : height x width x channels uint8 (channels 1 = grey, 3 = BGR), rows `stride` bytes apart
+ * shape     : (68, 2) float64 landmarks in image pixels, updated in place
+ * frame     : origin x, origin y, scale, then the 2x2 rotation row-major (r00, r01, r10, r11)
+ * anchors   : (T, P) int32 landmark index of each feature point
+ * offsets   : (T, P, 2) float64 offsets in face-frame units
+ * split_u/v : (T, K * N) int32 feature indices of each node (N = 2^D - 1 nodes per tree)
+ * thresholds: (T, K * N) float32
+ * leaves    : (T, K * (N + 1), 136) int16 corrections in units of leaf_scales[t] face-frame units
+ *             (quantised: a quarter of the float32 table's memory, which decides the speed because
+ *             each face reads K scattered rows per stage; the sums are exact integers)
+ * leaf_scales: (T,) float64
+ * work      : P floats of scratch
+ * Returns 0, or -1 on bad arguments (at most CASCADE_MAX_TREES trees per stage). */
+int cascade_refine(const uint8_t *image, int height, int width, int channels, long stride,
+                   double *shape, const double *frame,
+                   int n_stages, int n_points, int n_trees, int depth,
+                   const int32_t *anchors, const double *offsets,
+                   const int32_t *split_u, const int32_t *split_v, const float *thresholds,
+                   const int16_t *leaves, const double *leaf_scales, float *work)
+{
+    if (!image || !shape || !frame || height <= 0 || width <= 0 || (channels != 1 && channels != 3)
+        || n_stages < 0 || n_points <= 0 || n_trees <= 0 || n_trees > CASCADE_MAX_TREES
+        || depth <= 0 || depth > 16)
+        return -1;
+    const double s = frame[2];  /* frame[0:2], the origin, is not needed: shapes move relative to themselves */
+    const double r00 = frame[3], r01 = frame[4], r10 = frame[5], r11 = frame[6];
+    const int n_nodes = (1 << depth) - 1, n_leaves = 1 << depth;
+    int32_t delta[136];
+    long rows[CASCADE_MAX_TREES];
+    for (int t = 0; t < n_stages; t++) {
+        const int32_t *anc = anchors + (long)t * n_points;
+        const double *off = offsets + (long)t * n_points * 2;
+        for (int p = 0; p < n_points; p++) {
+            const int a = anc[p];
+            if (a < 0 || a >= 68) return -1;
+            /* location = shape[a] + (offset @ rot.T) * scale */
+            const double lx = shape[2 * a] + (off[2 * p] * r00 + off[2 * p + 1] * r01) * s;
+            const double ly = shape[2 * a + 1] + (off[2 * p] * r10 + off[2 * p + 1] * r11) * s;
+            work[p] = gray_at(image, stride, channels, rint_clamp(lx, width - 1), rint_clamp(ly, height - 1));
+        }
+        const int32_t *u = split_u + (long)t * n_trees * n_nodes;
+        const int32_t *v = split_v + (long)t * n_trees * n_nodes;
+        const float *thr = thresholds + (long)t * n_trees * n_nodes;
+        const int16_t *leaf = leaves + (long)t * n_trees * n_leaves * 136;
+        /* Two passes: walk every tree and prefetch its leaf row, then sum the rows. The rows are
+         * scattered over a table of megabytes, so the time is memory latency; with all the
+         * fetches in flight at once it overlaps instead of adding up tree after tree. */
+        for (int k = 0; k < n_trees; k++) {
+            const long base = (long)k * n_nodes;
+            int node = 0;
+            for (int d = 0; d < depth; d++) {
+                const long at = base + node;
+                const int32_t iu = u[at], iv = v[at];
+                if (iu < 0 || iu >= n_points || iv < 0 || iv >= n_points) return -1;
+                node = 2 * node + 1 + ((work[iu] - work[iv]) > thr[at]);
+            }
+            const long row = (long)k * n_leaves + (node - n_nodes);
+            rows[k] = row;
+#if defined(__GNUC__)
+            const char *start = (const char *)(leaf + row * 136);
+            for (int b = 0; b < 136 * (int)sizeof(int16_t); b += 64) __builtin_prefetch(start + b, 0, 0);
+            __builtin_prefetch(start + 136 * sizeof(int16_t) - 1, 0, 0);  /* a misaligned row's last line */
+#endif
+        }
+        for (int j = 0; j < 136; j++) delta[j] = 0;
+        for (int k = 0; k < n_trees; k++) {
+            const int16_t *row = leaf + rows[k] * 136;
+            for (int j = 0; j < 136; j++) delta[j] += row[j];
+        }
+        /* shape += (delta @ rot.T) * scale */
+        const double q = leaf_scales[t];
+        for (int i = 0; i < 68; i++) {
+            const double dx = delta[2 * i] * q, dy = delta[2 * i + 1] * q;
+            shape[2 * i] += (dx * r00 + dy * r01) * s;
+            shape[2 * i + 1] += (dx * r10 + dy * r11) * s;
+        }
+    }
+    return 0;
+}
+
+/* out = M @ in for a CSR matrix M (n_rows x n_cols) and 3-column float32 rows (n_cols x 3).
+ * Returns 0, or -1 on an index out of range. */
+int csr_apply3(int n_rows, int n_cols, const int32_t *indptr, const int32_t *indices, const float *data,
+               const float *in, float *out)
+{
+    for (int r = 0; r < n_rows; r++) {
+        float x = 0.0f, y = 0.0f, z = 0.0f;
+        for (int32_t k = indptr[r]; k < indptr[r + 1]; k++) {
+            const int32_t c = indices[k];
+            if (c < 0 || c >= n_cols) return -1;
+            const float w = data[k];
+            x += w * in[3 * c];
+            y += w * in[3 * c + 1];
+            z += w * in[3 * c + 2];
+        }
+        out[3 * r] = x;
+        out[3 * r + 1] = y;
+        out[3 * r + 2] = z;
+    }
+    return 0;
 }

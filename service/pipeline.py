@@ -19,6 +19,7 @@ from .image_io import to_bgr_uint8
 from .face_model import FaceModel, FitError, pose_from_params
 from .landmarks68 import Landmarks68Model
 from .pose import Pose
+from .pose_calibration import corrected_pose
 
 # Alternations of the model fit: FaceMesh's points lie almost exactly in the
 # model's span, so the fit has converged (to 1e-8 eye distances) after two.
@@ -44,7 +45,9 @@ class Face:
         network's points (the model's own are ``FaceModel.points468(params62)``
         through the same map; they differ by the model's residual).
     pose : Pose
-        Head pose from the fitted camera; ``pose.yaw_pitch_roll_deg``.
+        Head pose: the fitted camera's, corrected at large angles
+        (:mod:`service.pose_calibration`); ``pose.yaw_pitch_roll_deg``.
+        ``pose_from_params(params62)`` is the uncorrected camera.
     params62 : ndarray, shape (62,)
         Morphable-model parameters: 3x4 camera, 40 shape, 10 expression
         (see :mod:`service.face_model`); expand with ``FaceModel``.
@@ -133,25 +136,24 @@ class FacePipeline:
             alignment = self.aligner.process(image_bgr, roi_from_points(alignment.points))
         return alignment
 
-    def fit(self, detection: Detection, alignment: Alignment, gray: np.ndarray | None = None) -> Face:
+    def fit(self, detection: Detection, alignment: Alignment, image: np.ndarray | None = None,
+            correct_pose: bool = True) -> Face:
         """62 model parameters, pose and 68 landmarks from the 468 points.
 
-        ``gray`` (the frame in grey levels, :meth:`gray_frame`) lets the
+        ``image`` (the BGR or grey uint8 frame the points come from) lets the
         cascaded regressor refine the 68 landmarks on image pixels.
+        ``correct_pose=False`` leaves ``pose`` the fitted camera's (for a caller
+        that smooths the camera and corrects the smoothed pose itself).
         """
         params62 = self.model.fit(alignment.points, iterations=FIT_ITERATIONS)
         pose = pose_from_params(params62)
         landmarks68 = self.landmarks_map.apply(alignment.points)  # z (depth) of the 68 points
         if self.landmarks68_model is not None:
-            landmarks68[:, :2] = self.landmarks68_model.predict(gray, alignment.points, pose)
+            landmarks68[:, :2] = self.landmarks68_model.predict(image, alignment.points, pose)
         return Face(box=detection.box, score=detection.score, points468=alignment.points,
-                    presence=alignment.presence, landmarks68=landmarks68, pose=pose, params62=params62)
-
-    def gray_frame(self, image_bgr: np.ndarray) -> np.ndarray | None:
-        """The grey image the landmark cascade samples (None when it is not used)."""
-        if self.landmarks68_model is None or self.landmarks68_model.cascade is None:
-            return None
-        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+                    presence=alignment.presence, landmarks68=landmarks68,
+                    pose=corrected_pose(pose, alignment.points) if correct_pose else pose,  # large-pose correction
+                    params62=params62)
 
     def process(self, image: np.ndarray) -> list[Face]:
         """Every face in ``image`` (any of the layouts :func:`to_bgr_uint8` takes).
@@ -163,14 +165,11 @@ class FacePipeline:
         """
         image = to_bgr_uint8(image)
         faces = []
-        gray = None
         for detection in self.detect(image):
             alignment = self.align(image, detection)
             if alignment.presence >= self.presence_threshold and np.isfinite(alignment.points).all():
                 try:
-                    if gray is None:
-                        gray = self.gray_frame(image)
-                    faces.append(self.fit(detection, alignment, gray))
+                    faces.append(self.fit(detection, alignment, image))
                 except FitError:  # degenerate points (all at one place): not a face
                     continue
         return faces

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ if locations.SOURCE_TREE:
 else:  # installed package: compiled at install time or on first use (service/render_build.py)
     LIBRARY_PATH = None
     BUILD_SCRIPT = None
-ABI_VERSION = 1  # must equal RENDER_ABI_VERSION in render/render.c
+ABI_VERSION = 2  # must equal RENDER_ABI_VERSION in render/render.c
 
 # Return codes of render_mesh (see render/render.c).
 _ERR_ARGS, _ERR_INDEX, _ERR_NOMEM = -1, -2, -3
@@ -48,6 +49,20 @@ def _abi_of(lib: ctypes.CDLL) -> int | None:
         return None
     fn.restype, fn.argtypes = _I, []
     return int(fn())
+
+
+# Functions this binding calls. A library of the right ABI number that lacks one is a
+# stale build from between two changes of render.c: it is rebuilt like an old ABI.
+REQUIRED_FUNCTIONS = ("render_mesh", "render_maps")
+
+
+def _mismatch(lib: ctypes.CDLL) -> str | None:
+    """Why ``lib`` cannot serve this binding (wrong ABI, missing function), or None."""
+    abi = _abi_of(lib)
+    if abi != ABI_VERSION:
+        return f"has ABI version {abi}, expected {ABI_VERSION}"
+    missing = [name for name in REQUIRED_FUNCTIONS if not hasattr(lib, name)]
+    return f"lacks {', '.join(missing)} (stale build)" if missing else None
 
 
 def _unload(lib: ctypes.CDLL) -> None:
@@ -114,9 +129,9 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
         except OSError as exc:
             reason = f"it could not be loaded ({exc})"
         else:
-            abi = _abi_of(lib)
-            if abi != ABI_VERSION:
-                reason = f"it has ABI version {abi}, expected {ABI_VERSION}"
+            mismatch = _mismatch(lib)
+            if mismatch:
+                reason = f"it {mismatch}"
                 _unload(lib)
                 lib = None
     else:
@@ -130,9 +145,9 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
             except OSError as exc:
                 err = f"the rebuilt library could not be loaded ({exc})"
             else:
-                abi = _abi_of(lib)
-                if abi != ABI_VERSION:
-                    err = f"the rebuilt library has ABI version {abi}, expected {ABI_VERSION}"
+                mismatch = _mismatch(lib)
+                if mismatch:
+                    err = f"the rebuilt library {mismatch}"
                     lib = None
         reason = f"{reason}; {err}" if err else reason
     if lib is None:
@@ -149,7 +164,94 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
                    _P, _P, _F,          # vertex_colors, base_color, alpha
                    _P, _F, _F, _F, _F,  # light_dir, ambient, diffuse, specular, shininess
                    _P, _P]              # zbuffer, idbuffer
+    fn = lib.render_maps
+    fn.restype = _I
+    fn.argtypes = [_I, _I,              # height, width
+                   _P, _I, _P, _I,      # vertices, n, triangles, m
+                   _P, _I,              # attributes, channels
+                   _P, _P, _P, _P, _P]  # depth, out, mask, tri_out, box
     return lib
+
+
+def _mesh_arrays(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
+    """Checked C-contiguous float32 ``(n, 3)`` vertices and int32 ``(m, 3)`` triangles."""
+    verts = np.ascontiguousarray(vertices, dtype=np.float32)
+    if verts.ndim != 2 or verts.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (n, 3), got {verts.shape}")
+    n = verts.shape[0]
+    tris = np.asarray(triangles)
+    if tris.size == 0:
+        tris = tris.reshape(0, 3)
+    if tris.ndim != 2 or tris.shape[1] != 3:
+        raise ValueError(f"triangles must have shape (m, 3), got {tris.shape}")
+    if tris.dtype != np.int32:
+        if not np.issubdtype(tris.dtype, np.integer):
+            raise ValueError(f"triangles must be integer indices, got dtype {tris.dtype}")
+        # Check before narrowing: a cast would wrap large indices into range.
+        if tris.size and (tris.min() < 0 or tris.max() >= n):
+            raise ValueError(f"triangle index out of range [0, {n})")
+    return verts, np.ascontiguousarray(tris, dtype=np.int32)
+
+
+def _check_rc(rc: int, n: int) -> None:
+    if rc == _ERR_INDEX:
+        raise ValueError(f"triangle index out of range [0, {n})")
+    if rc == _ERR_NOMEM:
+        raise MemoryError("renderer: out of memory")
+    if rc != 0:
+        raise RuntimeError(f"the renderer failed with code {rc}")
+
+
+@dataclass
+class MeshMaps:
+    """Per-pixel maps of a mesh (:meth:`MeshRenderer.rasterize`), kept for its box only.
+
+    Every array covers the rows ``y0:y1`` and columns ``x0:x1`` of a
+    ``height x width`` frame (``box``, the mesh's bounding box clipped to the
+    frame; empty when nothing is on screen); :meth:`full` pastes one into a
+    whole frame. Pixel ``(row i, col j)`` is the pixel centre ``x = j, y = i``.
+
+    Attributes
+    ----------
+    height, width : int
+        Size of the frame.
+    box : tuple of int
+        ``x0, y0, x1, y1`` (``x1``, ``y1`` exclusive).
+    mask : ndarray of bool, shape (y1 - y0, x1 - x0)
+        Pixels covered by the mesh.
+    depth : ndarray of float32, same shape, or None
+        The visible surface's ``z`` (the vertices' units, larger farther); ``inf``
+        where not covered.
+    attributes : ndarray of float32, shape (y1 - y0, x1 - x0, C), or None
+        The per-vertex attributes interpolated over the visible triangle
+        (barycentric, exact for attributes linear over a triangle); 0 where not covered.
+    triangle_ids : ndarray of int32, same shape as mask, or None
+        Index of the visible triangle, -1 where not covered.
+    """
+
+    height: int
+    width: int
+    box: tuple
+    mask: np.ndarray
+    depth: np.ndarray | None = None
+    attributes: np.ndarray | None = None
+    triangle_ids: np.ndarray | None = None
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices of the box in a full frame."""
+        x0, y0, x1, y1 = self.box
+        return slice(y0, y1), slice(x0, x1)
+
+    def full(self, name: str, fill=0) -> np.ndarray:
+        """The map ``name`` (``"mask"``, ``"depth"``, ``"attributes"``, ``"triangle_ids"``)
+        as a whole ``height x width`` frame, ``fill`` outside the box."""
+        crop = getattr(self, name)
+        if crop is None:
+            raise ValueError(f"{name} was not computed (ask rasterize for it)")
+        out = np.full((self.height, self.width) + crop.shape[2:], fill, crop.dtype)
+        out[self.slices] = crop
+        return out
 
 
 class MeshRenderer:
@@ -177,6 +279,7 @@ class MeshRenderer:
                  specular: float = 0.15, shininess: float = 24.0):
         self._lib = load_render_library(library_path)
         self._fn = self._lib.render_mesh
+        self._maps_fn = self._lib.render_maps
         self._light = np.ascontiguousarray(light_dir, dtype=np.float32).reshape(3)
         self.ambient, self.diffuse = float(ambient), float(diffuse)
         self.specular, self.shininess = float(specular), float(shininess)
@@ -225,23 +328,8 @@ class MeshRenderer:
         if not img.flags.writeable:
             raise ValueError("image_bgr must be writeable (it is drawn in place)")
 
-        verts = np.ascontiguousarray(vertices, dtype=np.float32)
-        if verts.ndim != 2 or verts.shape[1] != 3:
-            raise ValueError(f"vertices must have shape (n, 3), got {verts.shape}")
+        verts, tris = _mesh_arrays(vertices, triangles)
         n = verts.shape[0]
-
-        tris = np.asarray(triangles)
-        if tris.size == 0:
-            tris = tris.reshape(0, 3)
-        if tris.ndim != 2 or tris.shape[1] != 3:
-            raise ValueError(f"triangles must have shape (m, 3), got {tris.shape}")
-        if tris.dtype != np.int32:
-            if not np.issubdtype(tris.dtype, np.integer):
-                raise ValueError(f"triangles must be integer indices, got dtype {tris.dtype}")
-            # Check before narrowing: a cast would wrap large indices into range.
-            if tris.size and (tris.min() < 0 or tris.max() >= n):
-                raise ValueError(f"triangle index out of range [0, {n})")
-        tris = np.ascontiguousarray(tris, dtype=np.int32)
 
         alpha = float(alpha)
         if not 0.0 <= alpha <= 1.0:
@@ -267,10 +355,78 @@ class MeshRenderer:
                           vcol_ptr, base.ctypes.data, alpha, self._light.ctypes.data,
                           self.ambient, self.diffuse, self.specular, self.shininess,
                           self._zbuf.ctypes.data, self._idbuf.ctypes.data)
-        if rc == _ERR_INDEX:
-            raise ValueError(f"triangle index out of range [0, {n})")
-        if rc == _ERR_NOMEM:
-            raise MemoryError("renderer: out of memory")
-        if rc != 0:
-            raise RuntimeError(f"render_mesh failed with code {rc}")
+        _check_rc(rc, n)
         return img
+
+    def rasterize(self, shape, vertices, triangles, attributes=None, *, depth: bool = True,
+                  triangle_ids: bool = False) -> MeshMaps:
+        """Per-pixel depth, coverage and interpolated per-vertex attributes of a mesh.
+
+        The same rasterisation as :meth:`render` (pixel-centre coverage with the
+        top-left rule, nearest surface per pixel, orthographic), written out as maps
+        instead of shaded into a frame (``render_maps`` in ``render/render.c``).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            ``(height, width)`` of the frame (further entries, e.g. channels, are ignored).
+        vertices : array_like, shape (n, 3)
+            ``x, y`` in pixels, ``z`` depth, larger is farther. Triangles with a
+            non-finite vertex are skipped.
+        triangles : array_like of int, shape (m, 3)
+        attributes : array_like, shape (n, C) or (n,), optional
+            Per-vertex values to interpolate (colours, coordinates, ...), as float32.
+        depth : bool
+            Also return the depth map.
+        triangle_ids : bool
+            Also return the visible triangle of each pixel.
+
+        Returns
+        -------
+        MeshMaps
+            The maps over the mesh's bounding box in the frame.
+
+        Raises
+        ------
+        ValueError
+            On malformed arguments or a triangle index outside ``[0, n)``.
+        """
+        h, w = (int(v) for v in tuple(shape)[:2])
+        if h < 0 or w < 0:
+            raise ValueError(f"shape must be non-negative, got {tuple(shape)}")
+        verts, tris = _mesh_arrays(vertices, triangles)
+        n = verts.shape[0]
+        attrs, channels = None, 0
+        if attributes is not None:
+            attrs = np.ascontiguousarray(attributes, dtype=np.float32)
+            if attrs.ndim == 1:
+                attrs = attrs.reshape(-1, 1)
+            if attrs.ndim != 2 or attrs.shape[0] != n or attrs.shape[1] == 0:
+                raise ValueError(f"attributes must have shape ({n}, C) with C >= 1, got {attrs.shape}")
+            channels = attrs.shape[1]
+        box = np.zeros(4, np.int32)
+        with self._lock:
+            pixels = h * w
+            for name, dtype, size, wanted in (("_m_depth", np.float32, pixels, depth),
+                                              ("_m_mask", np.uint8, pixels, True),
+                                              ("_m_tri", np.int32, pixels, triangle_ids),
+                                              ("_m_out", np.float32, pixels * channels, attrs is not None)):
+                buf = getattr(self, name, None)
+                if wanted and (buf is None or buf.size < size):
+                    setattr(self, name, np.empty(size, dtype))
+            ptr = lambda name, wanted: getattr(self, name).ctypes.data if wanted else None  # noqa: E731
+            rc = self._maps_fn(h, w, verts.ctypes.data, n, tris.ctypes.data, tris.shape[0],
+                               attrs.ctypes.data if attrs is not None else None, channels,
+                               ptr("_m_depth", depth), ptr("_m_out", attrs is not None), ptr("_m_mask", True),
+                               ptr("_m_tri", triangle_ids), box.ctypes.data)
+            _check_rc(rc, n)
+            x0, y0, x1, y1 = (int(v) for v in box)
+            rows, cols = slice(y0, y1), slice(x0, x1)
+
+            def crop(name, *extra):
+                return getattr(self, name)[:pixels * (extra[0] if extra else 1)].reshape(h, w, *extra)[rows, cols].copy()
+
+            return MeshMaps(height=h, width=w, box=(x0, y0, x1, y1), mask=crop("_m_mask").view(bool),
+                            depth=crop("_m_depth") if depth else None,
+                            attributes=crop("_m_out", channels) if attrs is not None else None,
+                            triangle_ids=crop("_m_tri") if triangle_ids else None)

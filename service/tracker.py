@@ -54,6 +54,7 @@ from .detector import Detection, box_iou
 from .face_model import N_CAMERA, FitError, pose_from_params
 from .image_io import to_bgr_uint8
 from .pipeline import Face, FacePipeline
+from .pose_calibration import corrected_pose
 from .scene_cut import DEFAULT_CUT_THRESHOLD, SceneCutDetector
 from .smoothing import FaceSmoother, SmoothingConfig
 
@@ -146,7 +147,8 @@ def smooth_face(face: Face, smoother: FaceSmoother, t: float) -> Face:
         camera[:, :3] = rotation * sv.mean()
         params = np.concatenate([camera.ravel(), params[N_CAMERA:]])
         changes["params62"] = params
-        changes["pose"] = pose_from_params(params)
+        # The same large-pose correction as the unsmoothed face (service.pose_calibration).
+        changes["pose"] = corrected_pose(pose_from_params(params), out.get("points468", face.points468))
     if "points468" in out:
         changes["box"] = box_from_points(out["points468"])
     return replace(face, **changes)
@@ -292,7 +294,7 @@ class FaceTracker:
     timings : dict of str to float
         Seconds the last frame spent in each of :data:`STAGES`: ``detect``
         (BlazeFace), ``align`` (FaceMesh crops and runs), ``fit`` (model fit,
-        68 landmarks, grey frame) and ``smooth``; the rest of the frame's time
+        68 landmarks) and ``smooth``; the rest of the frame's time
         is the tracker's own work (cut check, crops, matching).
 
     Examples
@@ -438,11 +440,13 @@ class FaceTracker:
         if dropped:
             self._tracks = [t for t in self._tracks if t.face_id not in dropped]
 
-    def _output(self, track: _Track, t: float, gray) -> TrackedFace | None:
+    def _output(self, track: _Track, t: float, image: np.ndarray) -> TrackedFace | None:
         """The track's Face, fitted on this frame's points, then smoothed (None if the fit fails)."""
         try:
             detection = detection_from_points(track.alignment.points, track.score, track.box)
-            face = self._timed("fit", self.pipeline.fit, detection, track.alignment, gray)
+            smoothing = self.config.smoothing.enabled
+            # With smoothing the pose is corrected once, from the smoothed camera (smooth_face).
+            face = self._timed("fit", self.pipeline.fit, detection, track.alignment, image, not smoothing)
         except FitError:  # degenerate points: not a face; lost as of this frame
             track.lost, track.restart = 2, True
             return None
@@ -450,7 +454,7 @@ class FaceTracker:
         if restarted:
             track.smoother.reset()
             track.restart = False
-        if self.config.smoothing.enabled:
+        if smoothing:
             face = self._timed("smooth", smooth_face, face, track.smoother, t)
         return TrackedFace(face_id=track.face_id, face=face, detected=track.detected, restarted=restarted)
 
@@ -502,6 +506,5 @@ class FaceTracker:
             kept.append(track)
         self._tracks = kept
         active = sorted((tr for tr in self._tracks if not tr.lost), key=lambda tr: tr.face_id)
-        gray = self._timed("fit", self.pipeline.gray_frame, image) if active else None
-        faces = [self._output(track, t, gray) for track in active]
+        faces = [self._output(track, t, image) for track in active]
         return [face for face in faces if face is not None]

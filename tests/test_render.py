@@ -465,7 +465,7 @@ def test_simd_and_scalar_code_paths_agree(tmp_path):
 
 def test_library_abi_version():
     lib = load_render_library()
-    assert lib.render_abi_version() == render_mod.ABI_VERSION == 1
+    assert lib.render_abi_version() == render_mod.ABI_VERSION == 2
 
 
 def test_missing_library_with_failing_build_raises(tmp_path, monkeypatch):
@@ -492,7 +492,7 @@ def test_stale_library_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setattr(render_mod, "LIBRARY_PATH", target)
     monkeypatch.setattr(render_mod, "BUILD_SCRIPT", script)
     lib = load_render_library()
-    assert lib.render_abi_version() == 1
+    assert lib.render_abi_version() == render_mod.ABI_VERSION
     img = np.zeros((20, 20, 3), np.uint8)
     MeshRenderer(target).render(img, TRI, [[0, 1, 2]])
     assert img.any()

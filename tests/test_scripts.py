@@ -120,6 +120,24 @@ def test_speed_benchmark_reports_every_stage(sample_video):
     result = run("video_speed_benchmark.py", sample_video, "--frames", "30", "--warmup", "5", "--no-track", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report["stages"]) == {"decode", "detect", "align", "fit", "dense", "render", "total"}
+    assert set(report["stages"]) == {"decode", "detect", "align", "fit", "dense", "render", "draw", "encode",
+                                     "pipeline"}
     assert report["threads"] == 1 and report["mean_faces_per_frame"] == 1.0
     assert all(v["median_ms"] > 0 for v in report["stages"].values())
+    stages = report["stages"]
+    parts = sum(stages[s]["mean_ms"] for s in ("detect", "align", "fit", "dense", "render"))
+    assert abs(stages["pipeline"]["mean_ms"] - parts) < 1e-6 * parts  # the sum, frame by frame
+
+
+def test_speed_benchmark_pipelined_and_scaling(sample_video):
+    """Two threads give the same faces; the scaling runs find 1, 2, 4, 8 faces and every resolution's face."""
+    result = run("video_speed_benchmark.py", sample_video, "--frames", "12", "--warmup", "3", "--pipelined",
+                 "--scaling", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pipelined"] and report["mean_faces_per_frame"] == 1.0
+    assert {"main thread", "second thread"} <= set(report["stages"])
+    assert report["pipelined_pipeline_ms"] > 0 and report["wall_ms_per_frame"] > 0
+    found = {int(k): v["mean_faces_per_frame"] for k, v in report["scaling"]["faces"].items()}
+    assert found == {1: 1.0, 2: 2.0, 4: 4.0, 8: 8.0}
+    assert all(v["mean_faces_per_frame"] == 1.0 for v in report["scaling"]["height"].values())

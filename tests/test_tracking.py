@@ -250,7 +250,8 @@ def test_speed_benchmark_tracks_by_default(sample_video, models_present):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["track"] is True and report["mean_faces_per_frame"] == 1.0
-    assert set(report["stages"]) == {"decode", "detect", "align", "fit", "dense", "render", "total"}
+    assert set(report["stages"]) == {"decode", "detect", "align", "fit", "dense", "render", "draw", "encode",
+                                     "pipeline"}
     # The detector ran on 1 or 2 of the 40 timed frames: its median is 0, reported as it is.
     assert 1 <= report["detector_runs"] <= 2
     assert report["stages"]["detect"]["median_ms"] == 0 and report["stages"]["detect"]["mean_ms"] > 0

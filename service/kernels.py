@@ -1,0 +1,146 @@
+"""C kernels of the per-frame model stages, in the renderer's library (``render/render.c``).
+
+Two inner loops run per face and frame where numpy's per-call overhead, not
+arithmetic, decided the time: the 68-landmark tree cascade (10 stages x 150
+trees: about 30 numpy calls per stage) and the subdivision of the 468-point
+mesh into the dense mesh (three sparse products). Both are exact ports of the
+numpy reference code (:meth:`service.landmarks68.CascadeRefiner.refine`,
+:meth:`service.face_model.FaceModel.dense_vertices`), which the tests compare
+against, and both release the GIL (ctypes), so a second thread can render or
+encode meanwhile.
+
+The cascade's leaf table is stored as int16 with one scale per stage: each face
+reads 150 scattered 136-value rows per stage from a 26 MB float32 table, so
+memory latency, not arithmetic, was its cost; int16 halves the bytes and the
+sums become exact integers. The quantisation step is 1/32767 of the stage's
+largest leaf (about 1e-5 of the face size); the tests bound its effect.
+
+The library is loaded (and built if needed) by
+:func:`service.render.load_render_library`; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from .render import load_render_library
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int
+_L = ctypes.c_long
+
+
+def _library() -> ctypes.CDLL:
+    lib = load_render_library()
+    if not getattr(lib, "_kernels_typed", False):
+        lib.cascade_refine.restype = _I
+        lib.cascade_refine.argtypes = [_P, _I, _I, _I, _L,       # image, height, width, channels, stride
+                                       _P, _P,                   # shape (in/out), frame
+                                       _I, _I, _I, _I,           # stages, points, trees, depth
+                                       _P, _P, _P, _P, _P,       # anchors, offsets, split_u, split_v, thresholds
+                                       _P, _P, _P]               # leaves, leaf_scales, work
+        lib.csr_apply3.restype = _I
+        lib.csr_apply3.argtypes = [_I, _I, _P, _P, _P, _P, _P]
+        lib._kernels_typed = True
+    return lib
+
+
+def quantise_leaves(leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int16 leaves and one scale per stage: ``leaves[t] ~= q[t] * scales[t]``.
+
+    Parameters
+    ----------
+    leaves : ndarray, shape (T, ...)
+        Float leaf corrections, stage first.
+    """
+    leaves = np.asarray(leaves, np.float64)
+    largest = np.abs(leaves).reshape(len(leaves), -1).max(1)
+    scales = np.where(largest > 0, largest / 32767.0, 1.0)
+    quantised = np.rint(leaves / scales.reshape(-1, *([1] * (leaves.ndim - 1))))
+    return np.ascontiguousarray(quantised, np.int16), np.ascontiguousarray(scales, np.float64)
+
+
+class NativeCascade:
+    """The tree cascade of a :class:`~service.landmarks68.CascadeRefiner`, run in C.
+
+    Parameters
+    ----------
+    refiner : CascadeRefiner
+        The numpy cascade whose arrays are used (leaves quantised once here).
+    """
+
+    def __init__(self, refiner):
+        self._lib = _library()
+        self.n_stages, self.n_points = refiner.anchors.shape
+        self.n_trees = len(refiner._node_base)
+        self.depth = refiner.depth
+        self._anchors = np.ascontiguousarray(refiner.anchors, np.int32)
+        self._offsets = np.ascontiguousarray(refiner.offsets, np.float64)
+        self._split_u = np.ascontiguousarray(refiner.split_u, np.int32)
+        self._split_v = np.ascontiguousarray(refiner.split_v, np.int32)
+        self._thresholds = np.ascontiguousarray(refiner.thresholds, np.float32)
+        self._leaves, self._leaf_scales = quantise_leaves(refiner.leaves)
+
+    def refine(self, image: np.ndarray, shape: np.ndarray, frame) -> np.ndarray:
+        """Refined ``(68, 2)`` landmarks from an initial estimate.
+
+        Parameters
+        ----------
+        image : ndarray
+            The frame, grey ``(H, W)`` or BGR ``(H, W, 3)`` uint8 (BGR is read
+            as OpenCV's ``COLOR_BGR2GRAY`` would make it, at the sampled pixels only).
+        shape : ndarray, shape (68, 2)
+            Initial landmarks in image pixels.
+        frame : FaceFrame
+            The face's similarity frame.
+        """
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise ValueError(f"the cascade needs a grey or BGR uint8 image, got {image.dtype} {image.shape}")
+        if image.strides[-1] != (1 if image.ndim == 2 else 3) or (image.ndim == 3 and image.strides[1] != 3):
+            image = np.ascontiguousarray(image)
+        out = np.array(shape, np.float64, order="C")
+        if out.shape != (68, 2):
+            raise ValueError(f"the cascade refines (68, 2) landmarks, got {out.shape}")
+        # Per call, not per instance: one cascade may serve several threads.
+        frame_values = np.concatenate([frame.origin, [frame.scale], np.asarray(frame.rot).ravel()]).astype(np.float64)
+        work = np.empty(self.n_points, np.float32)
+        status = self._lib.cascade_refine(
+            image.ctypes.data, image.shape[0], image.shape[1], 1 if image.ndim == 2 else 3, image.strides[0],
+            out.ctypes.data, frame_values.ctypes.data, self.n_stages, self.n_points, self.n_trees, self.depth,
+            self._anchors.ctypes.data, self._offsets.ctypes.data, self._split_u.ctypes.data,
+            self._split_v.ctypes.data, self._thresholds.ctypes.data, self._leaves.ctypes.data,
+            self._leaf_scales.ctypes.data, work.ctypes.data)
+        if status != 0:
+            raise ValueError("cascade_refine rejected its arguments (corrupt landmark asset?)")
+        return out
+
+
+class NativeSubdivision:
+    """A chain of sparse (CSR) maps applied to ``(n, 3)`` float32 vertices in C.
+
+    Parameters
+    ----------
+    maps : list of scipy.sparse.csr_matrix
+        Applied in order (``vertices = maps[-1] @ ... @ maps[0] @ vertices``).
+    """
+
+    def __init__(self, maps):
+        self._lib = _library()
+        self._maps = [(int(m.shape[0]), int(m.shape[1]), np.ascontiguousarray(m.indptr, np.int32),
+                       np.ascontiguousarray(m.indices, np.int32), np.ascontiguousarray(m.data, np.float32))
+                      for m in maps]
+
+    def apply(self, vertices: np.ndarray) -> np.ndarray:
+        """The subdivided vertices, a new ``(rows of the last map, 3)`` float32 array."""
+        current = np.ascontiguousarray(vertices, np.float32)
+        for k, (rows, cols, indptr, indices, data) in enumerate(self._maps):
+            if current.shape != (cols, 3):
+                raise ValueError(f"subdivision level {k} needs ({cols}, 3) vertices, got {current.shape}")
+            out = np.empty((rows, 3), np.float32)  # per call: thread-safe
+            if self._lib.csr_apply3(rows, cols, indptr.ctypes.data, indices.ctypes.data, data.ctypes.data,
+                                    current.ctypes.data, out.ctypes.data) != 0:
+                raise ValueError("csr_apply3: index out of range (corrupt subdivision map?)")
+            current = out
+        return current
