@@ -2,8 +2,9 @@
  * GCC/Clang SIMD intrinsics and target attributes; libc/libm only).
  *
  * int render_abi_version(void);
- *     Returns RENDER_ABI_VERSION (2). Bumped whenever render_mesh's signature or
- *     semantics change, so the Python binding can detect a stale librender.so.
+ *     Returns RENDER_ABI_VERSION (2). Bumped whenever an exported function's signature or
+ *     semantics change, or one is added, so the Python binding can detect a stale
+ *     librender.so. Version 2 added render_maps; render_mesh is unchanged.
  *
  * int render_mesh(uint8_t *image, int height, int width,
  *                 const float *vertices, int n_vertices,
@@ -44,6 +45,35 @@
  *   RENDER_ERR_ARGS (-1)  null pointer / negative size,
  *   RENDER_ERR_INDEX (-2) a triangle index outside [0, n_vertices),
  *   RENDER_ERR_NOMEM (-3) out of memory (scratch buffers).
+ *
+ * int render_maps(int height, int width,
+ *                 const float *vertices, int n_vertices,
+ *                 const int32_t *triangles, int n_triangles,
+ *                 const float *attributes, int n_channels,
+ *                 float *depth, float *out, uint8_t *mask, int32_t *tri_out, int32_t *box);
+ *
+ *   Rasterises exactly like render_mesh (same vertices, coverage rule, depth test and
+ *   nearest surface per pixel; no shading) and writes per-pixel maps instead of blending:
+ *   attributes     float32 (n_vertices, n_channels): any per-vertex values (colours, model
+ *                  or image coordinates, ...); may be NULL when out is NULL.
+ *   depth          float32 (height, width) or NULL: the visible surface's interpolated z
+ *                  (the vertices' units, larger farther); INFINITY where uncovered.
+ *   out            float32 (height, width, n_channels) or NULL: the attributes interpolated
+ *                  with the visible triangle's barycentric weights (orthographic view, so
+ *                  no perspective correction); 0 where uncovered.
+ *   mask           uint8 (height, width) or NULL: 1 where covered, else 0.
+ *   tri_out        int32 (height, width) or NULL: index of the visible triangle, else -1.
+ *   box            int32 (4,), required: receives x0, y0, x1, y1 (x1, y1 exclusive), the
+ *                  bounding box of the finite vertices clipped to the image. Only the
+ *                  pixels inside it are written (all of them, covered or not); the rest of
+ *                  each output is left untouched. An empty box (0, 0, 0, 0) means that no
+ *                  pixel centre can be covered and nothing was written.
+ *   Outputs are C-contiguous with row stride width (times n_channels for out). Returns
+ *   RENDER_OK or the error codes of render_mesh (RENDER_ERR_ARGS also for out without
+ *   attributes or channels), having written no output pixel on error.
+ *   Speed: no normals and no shading, so the triangle pass is cheaper than render_mesh's;
+ *   2-4 channels are interpolated with one SSE operation per pixel (same values as the
+ *   scalar loop).
  *
  * Speed (dense face meshes: ~55k triangles over ~40k pixels, so most triangles cover 0-2
  * pixel centres and per-triangle work dominates): x86-64 CPUs with AVX2 (checked at run
