@@ -17,8 +17,26 @@ With ``--json DIR`` it writes ``DIR/NAME.json``::
                 "landmarks68": [[x, y, z], ... 68 points],
                 "params62": [62 floats: 3x4 camera, 40 shape, 10 expression]}]}
 
-With ``--export DIR`` it writes each face's dense mesh with vertex colours
-sampled from the photo as ``DIR/NAME_face<i>.ply`` and ``.obj``.
+With ``--export DIR`` it writes each face's dense mesh as ``DIR/NAME_face<i>.ply``
+(vertex colours sampled from the photo) and ``DIR/NAME_face<i>.obj`` (vertex
+colours, and texture coordinates of the UV layout with ``NAME_face<i>.mtl`` and
+the face's texture ``NAME_face<i>_texture.png``, its hidden part completed).
+
+3DDFA_V2's other outputs, written next to ``OUT/NAME.png``:
+
+- ``--depth``: ``NAME_depth.png``, the faces' depth maps over the photo
+  (near = white, each face scaled to its own depth range), and
+  ``NAME_depth16.png``, the depth as 16-bit values with their scale in
+  ``NAME_depth16.json`` (``z = z_far - (value - 1) / scale``, 0 = no face);
+- ``--pncc``: ``NAME_pncc.png``, the mean face's normalised coordinates as
+  colours (B = left to right, G = chin to forehead, R = back to front);
+- ``--uv``: ``NAME_face<i>_uv.png``, the face's texture in the UV layout
+  (``--uv-size`` texels, black where hidden), and ``NAME_face<i>_uv_mask.png``
+  (white = seen in the photo);
+- ``--views``: ``NAME_views.png``, a 2x2 panel: 2D sparse (68 landmarks),
+  2D dense (dense vertices), 3D (shaded mesh) and pose;
+- ``--all-outputs``: all of these, and the ``--export`` meshes (into OUT
+  unless ``--export`` names a folder).
 
 Coordinates are 0-based image pixels. An image with no face gets
 ``"faces": []``. Both BlazeFace models run and are merged (best recall on
@@ -49,7 +67,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="extra FaceMesh passes on a crop re-centred from the points (default 2)")
     parser.add_argument("--tiles", type=int, default=1,
                         help="also detect on N x N overlapping tiles (3 for group photos with dozens of small faces)")
-    return parser.parse_args(argv)
+    outputs = parser.add_argument_group("3DDFA_V2 outputs (files next to OUT/NAME.png)")
+    outputs.add_argument("--depth", action="store_true",
+                         help="NAME_depth.png (near = white) and NAME_depth16.png + .json (16-bit depth and its scale)")
+    outputs.add_argument("--pncc", action="store_true", help="NAME_pncc.png: mean-face coordinates as colours")
+    outputs.add_argument("--uv", action="store_true",
+                         help="NAME_face<i>_uv.png: the face's UV texture, and NAME_face<i>_uv_mask.png (visible texels)")
+    outputs.add_argument("--uv-size", type=int, default=256, help="UV texture side in texels (default 256)")
+    outputs.add_argument("--views", action="store_true",
+                         help="NAME_views.png: 2x2 panel of 2D sparse, 2D dense, 3D and pose")
+    outputs.add_argument("--all-outputs", action="store_true",
+                         help="all of the above, and the --export meshes (into the output folder by default)")
+    args = parser.parse_args(argv)
+    if args.uv_size < 8 or args.uv_size > 8192:
+        parser.error("--uv-size must be between 8 and 8192")
+    if args.all_outputs:
+        args.depth = args.pncc = args.uv = args.views = True
+        args.export = args.export or args.output
+    return args
 
 
 def draw_faces(image, faces, pipeline, renderer):
@@ -96,6 +131,53 @@ def write_png(path: Path, image) -> None:
         raise OSError(f"could not write {path}")
 
 
+def write_outputs(args, stem: str, image, faces, views) -> list[Path]:
+    """The 3DDFA_V2 outputs asked for (``--depth --pncc --uv --views --export``); the files written."""
+    import numpy as np
+
+    from service.maps import depth_image, depth_map, depth_png16
+    from service.mesh_export import sample_vertex_colors, write_obj, write_ply
+    from service.uv import sample_texture
+
+    model, out, written = views.model, args.output, []
+    vertex_list = views.vertices(faces)
+
+    def png(name, picture):
+        path = out / name
+        write_atomic(path, lambda p: write_png(p, picture))
+        written.append(path)
+
+    if args.depth:
+        depth = depth_map(views.renderer, image.shape, vertex_list, views.triangles)
+        png(f"{stem}_depth.png", depth_image(depth, image))
+        values, meta = depth_png16(depth)
+        png(f"{stem}_depth16.png", values)
+        meta_path = out / f"{stem}_depth16.json"
+        write_atomic(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
+        written.append(meta_path)
+    if args.pncc:
+        png(f"{stem}_pncc.png", views.draw(image.copy(), faces, "pncc", vertex_list))
+    if args.views:
+        png(f"{stem}_views.png", views.panel(image, faces, vertex_list=vertex_list))
+    textures = {}
+    if args.uv or args.export:
+        for i, vertices in enumerate(vertex_list):
+            textures[i] = sample_texture(views.renderer, image, vertices, views.layout, args.uv_size)
+    if args.uv:
+        for i, tex in textures.items():
+            png(f"{stem}_face{i}_uv.png", tex.texture)
+            png(f"{stem}_face{i}_uv_mask.png", tex.visible.astype(np.uint8) * 255)
+    if args.export:
+        for i, vertices in enumerate(vertex_list):
+            colors = sample_vertex_colors(image, vertices)
+            ply = args.export / f"{stem}_face{i}.ply"
+            write_ply(ply, vertices, model.dense_triangles, colors)
+            written.append(ply)
+            written += write_obj(args.export / f"{stem}_face{i}.obj", vertices, model.dense_triangles, colors,
+                                 uv=views.layout.uv, texture=textures[i].filled())
+    return written
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from service.threads import limit_blas_threads
@@ -106,9 +188,9 @@ def main(argv=None) -> int:
 
     from service.assets import MissingAssetError
     from service.image_io import InputError, list_images, load_image
-    from service.mesh_export import sample_vertex_colors, write_obj, write_ply
     from service.api import TiledFacePipeline
     from service.render import MeshRenderer
+    from service.views import FaceViews
 
     cv2.setNumThreads(args.threads)
     images = list_images(args.inputs)
@@ -131,6 +213,7 @@ def main(argv=None) -> int:
         pipeline = TiledFacePipeline(detector=args.detector, num_threads=args.threads, refine_steps=args.refine,
                                      tiles=args.tiles)
         renderer = MeshRenderer()
+        views = FaceViews(pipeline.model, renderer, pipeline.canonical.vertices)
     except (InputError, MissingAssetError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -152,17 +235,12 @@ def main(argv=None) -> int:
                       "faces": [face.to_json() for face in faces]}
             if args.json:
                 write_atomic(args.json / f"{path.stem}.json", lambda p: p.write_text(json.dumps(result) + "\n"))
-            if args.export:
-                for i, face in enumerate(faces):
-                    vertices = pipeline.model.dense_vertices(face.params62)
-                    colors = sample_vertex_colors(image, vertices)
-                    write_ply(args.export / f"{path.stem}_face{i}.ply", vertices, pipeline.model.dense_triangles, colors)
-                    write_obj(args.export / f"{path.stem}_face{i}.obj", vertices, pipeline.model.dense_triangles, colors)
+            extra = write_outputs(args, path.stem, image, faces, views)
         except OSError as exc:
             print(f"error: {path}: could not write its results ({exc})", file=sys.stderr)
             failed += 1
             continue
-        print(f"{path}: {len(faces)} face(s) -> {png}")
+        print(f"{path}: {len(faces)} face(s) -> {png}" + (f" (+{len(extra)} files)" if extra else ""))
         for i, face in enumerate(faces):
             print("  face {}: yaw {:+.1f} pitch {:+.1f} roll {:+.1f}".format(i, *face.pose.yaw_pitch_roll_deg))
             print(f"    expression: {describe_expression(face.params62, pipeline.model.expression_names)}")

@@ -6,7 +6,10 @@ python3 demo_video.py -m mesh -f data/WolfgangLanger_Pexels.mp4 -o out/mesh.mp4 
 python3 demo_video.py -m pose -f 0 --show            # webcam 0
 
 Modes: ``sparse`` (68 landmarks), ``dense`` (every Nth vertex of the dense mesh), ``pose``
-(3D head box + yaw/pitch/roll), ``mesh`` (the dense mesh shaded by the C renderer).
+(3D head box + yaw/pitch/roll), ``mesh`` (the dense mesh shaded by the C renderer),
+``depth`` (each face's depth map over the frame, near = white) and ``pncc`` (the
+projected normalised coordinate code: the mean face's coordinates as colours), both
+rasterised by the C renderer (see ``service/maps.py``).
 The output video is written to a temporary file and moved into place at the
 end, also after Ctrl-C or a damaged input, so what exists is always valid.
 """
@@ -18,13 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-MODES = ("sparse", "dense", "pose", "mesh")
+MODES = ("sparse", "dense", "pose", "mesh", "depth", "pncc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="3D face reconstruction on a video or camera.")
     parser.add_argument("-f", "--file", required=True, help="video file, or camera index (0, 1, ...)")
-    parser.add_argument("-m", "--mode", choices=MODES, default="mesh", help="what to draw (default: mesh)")
+    parser.add_argument("-m", "--mode", choices=MODES, default="mesh",
+                        help="what to draw: sparse (68 landmarks), dense (dense-mesh vertices), pose (head box and "
+                             "angles), mesh (shaded dense mesh), depth (depth map, near = white), pncc (mean-face "
+                             "coordinates as colours); default: mesh")
     parser.add_argument("-o", "--output", type=Path, help="annotated mp4 (default: out/<video>_<mode>.mp4)")
     parser.add_argument("--csv", type=Path, help="per-frame, per-face results as CSV")
     parser.add_argument("--show", action="store_true", help="show frames in a window (needs a GUI build of OpenCV)")
@@ -69,21 +75,17 @@ def draw_face_ids(frame, tracked):
     return frame
 
 
-def annotate(frame, faces, mode: str, pipeline, renderer=None, dense_step: int = 6):
-    """Draw ``faces`` onto ``frame`` in place, as ``mode`` asks."""
-    from service import draw
+def annotate(frame, faces, mode: str, pipeline, renderer=None, dense_step: int = 6, views=None):
+    """Draw ``faces`` onto ``frame`` in place, as ``mode`` asks (:meth:`service.views.FaceViews.draw`).
 
-    for face in faces:
-        if mode == "sparse":
-            draw.draw_landmarks68(frame, face.landmarks68)
-        elif mode == "dense":
-            draw.draw_points(frame, pipeline.model.dense_vertices(face.params62), step=dense_step)
-        elif mode == "pose":
-            draw.draw_pose_box(frame, face.pose, pipeline.canonical.vertices)
-            draw.draw_pose_label(frame, face.box, face.pose)
-        elif mode == "mesh":
-            renderer.render(frame, pipeline.model.dense_vertices(face.params62), pipeline.model.dense_triangles)
-    return frame
+    ``views`` (a :class:`service.views.FaceViews`) is best made once per video, so that
+    the ``pncc`` colour code is computed once; it is made here if not given.
+    """
+    if views is None:
+        from service.views import FaceViews
+
+        views = FaceViews(pipeline.model, renderer, pipeline.canonical.vertices, dense_step)
+    return views.draw(frame, faces, mode)
 
 
 class Window:
@@ -143,7 +145,10 @@ def main(argv=None) -> int:
             track=not args.no_track, detect_every=args.detect_every, fps=source.fps,
             smoothing=SmoothingConfig(enabled=not args.no_smooth,
                                       params=OneEuroParams(args.smooth_min_cutoff, args.smooth_beta))))
-        renderer = MeshRenderer() if args.mode == "mesh" else None
+        renderer = MeshRenderer() if args.mode in ("mesh", "depth", "pncc") else None
+        from service.views import FaceViews
+
+        views = FaceViews(pipeline.model, renderer, pipeline.canonical.vertices, args.dense_step)
     except (InputError, MissingAssetError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
                 tracked = tracker.process(frame, time.monotonic() if isinstance(source_name, int) else None)
                 faces = [t.face for t in tracked]
                 frames_with_face += bool(faces)
-                annotate(frame, faces, args.mode, pipeline, renderer, args.dense_step)
+                annotate(frame, faces, args.mode, pipeline, renderer, args.dense_step, views)
                 draw_face_ids(frame, tracked)
                 writer.write(frame)
                 if csv_writer:

@@ -1,4 +1,4 @@
-"""Benchmark the C mesh renderer.
+"""Benchmark the C mesh renderer: the shaded overlay, and the depth / PNCC / UV outputs.
 
 Two workloads, timed per ``MeshRenderer.render`` call (Python binding overhead
 included), median and p90 printed:
@@ -13,7 +13,21 @@ included), median and p90 printed:
   (facing the camera, MediaPipe depth convention: larger z is farther) drawn
   ``--runs`` times into a 640x480 frame.
 
-Usage: python tools/bench_render.py [--runs 300] [--data PATH] [--library PATH]
+Then, on the same real meshes in a 640x480 frame (the 640x360 frame padded
+with black rows: the face is the same), per face and call:
+
+* ``depth (rasterize)``: ``MeshRenderer.rasterize`` with depth and coverage
+  (the C ``render_maps`` and the binding, crops copied out);
+* ``depth map + picture``: :func:`service.maps.depth_map` (depth and per-face
+  nearness) and :func:`service.maps.depth_image` drawing it into the frame in
+  place (``demo_video.py -m depth``);
+* ``PNCC (rasterize)``: ``rasterize`` with the 3-channel NCC code;
+* ``PNCC picture``: :func:`service.maps.pncc_image` into the frame in place
+  (``demo_video.py -m pncc``);
+* ``UV texture``: :func:`service.uv.sample_texture` at 256x256 (depth map of
+  the face, rasterised layout with image coordinates, visibility, sampling).
+
+Usage: python tools/bench_render.py [--runs 300] [--data PATH] [--library PATH] [--no-maps]
 """
 
 from __future__ import annotations
@@ -85,12 +99,49 @@ def bench_synthetic(renderer: MeshRenderer, runs: int) -> str:
                    times * 1e3)
 
 
+def bench_maps(renderer: MeshRenderer, path: Path, runs: int) -> list[str]:
+    """The depth / PNCC / UV outputs on the real meshes (needs the face model asset)."""
+    from service import maps, uv
+    from service.face_model import FaceModel
+
+    data = np.load(path)
+    meshes, tris, frame = data["vertices"], data["triangles"], data["frame"]
+    frame = np.vstack([frame, np.zeros((480 - frame.shape[0], frame.shape[1], 3), np.uint8)])  # 640x480
+    model = FaceModel.load()
+    code, layout = maps.ncc_code(model), uv.UVLayout.load(model)
+    if len(code) != meshes.shape[1] or not np.array_equal(tris, model.dense_triangles):
+        return [f"maps: skipped, {path} was made with another dense mesh than the model's"]
+    tris = maps.render_triangles(model)  # the order the product renders maps in
+    shape, image = frame.shape[:2], frame.copy()  # the pictures are drawn into `image` in place, as video does
+    workloads = {
+        "depth (rasterize: depth + mask)": lambda v: renderer.rasterize(shape, v, tris),
+        "depth map + picture (maps.depth_map, depth_image)":
+            lambda v: maps.depth_image(maps.depth_map(renderer, shape, [v], tris), out=image),
+        "PNCC (rasterize: 3 channels)": lambda v: renderer.rasterize(shape, v, tris, code, depth=False),
+        "PNCC picture (maps.pncc_image)": lambda v: maps.pncc_image(renderer, None, [v], tris, code, out=image),
+        "UV texture 256x256 (uv.sample_texture)": lambda v: uv.sample_texture(renderer, frame, v, layout, 256),
+    }
+    lines = []
+    for name, work in workloads.items():
+        for verts in meshes:  # warm-up
+            work(verts)
+        times = np.empty(runs)
+        for k in range(runs):
+            verts = meshes[k % len(meshes)]
+            t0 = time.perf_counter()
+            work(verts)
+            times[k] = time.perf_counter() - t0
+        lines.append(summary(f"{name}, 640x480", times * 1e3))
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=300, help="timed calls per workload (default 300)")
     ap.add_argument("--data", type=Path, default=REAL_DATA, help="real-workload .npz (default %(default)s)")
     ap.add_argument("--library", type=Path, default=None,
                     help="renderer library to load (default: render/librender.so, built if needed)")
+    ap.add_argument("--no-maps", action="store_true", help="only the shaded overlay (render)")
     args = ap.parse_args()
 
     renderer = MeshRenderer(args.library)
@@ -99,6 +150,11 @@ def main() -> None:
     else:
         print(f"real: skipped, {args.data} not found")
     print(bench_synthetic(renderer, args.runs))
+    if not args.no_maps:
+        if args.data.is_file():
+            print("\n".join(bench_maps(renderer, args.data, args.runs)))
+        else:
+            print(f"maps: skipped, {args.data} not found")
 
 
 if __name__ == "__main__":
