@@ -1,7 +1,9 @@
 """The ``densehead`` command: one entry point for the project's scripts.
 
     densehead video  -f VIDEO_OR_CAMERA [-m mesh] [--csv FILE] ...   (demo_video.py)
+                     modes: sparse dense pose mesh depth pncc
     densehead image  IMAGE [IMAGE|FOLDER ...] -o OUT_DIR [--json DIR] (demo_image.py)
+                     [--depth] [--pncc] [--uv] [--views] [--export DIR] [--all-outputs]
     densehead bench  VIDEO [--threads 1] [--frames 300] [--json]      (video_speed_benchmark.py)
     densehead evaluate ...                                            (service/evaluate.py)
     densehead fetch                      download the face models now (else on first use)

@@ -14,7 +14,11 @@ included), median and p90 printed:
   ``--runs`` times into a 640x480 frame.
 
 Then, on the same real meshes in a 640x480 frame (the 640x360 frame padded
-with black rows: the face is the same), per face and call:
+with black rows: the face is the same), per face and call, the workloads
+interleaved (each round runs all of them once) so that they share the
+machine's load:
+
+* ``shaded overlay``: ``MeshRenderer.render`` again, for comparison;
 
 * ``depth (rasterize)``: ``MeshRenderer.rasterize`` with depth and coverage
   (the C ``render_maps`` and the binding, crops copied out);
@@ -24,6 +28,8 @@ with black rows: the face is the same), per face and call:
 * ``PNCC (rasterize)``: ``rasterize`` with the 3-channel NCC code;
 * ``PNCC picture``: :func:`service.maps.pncc_image` into the frame in place
   (``demo_video.py -m pncc``);
+* ``all maps``: one ``rasterize`` call with every output (depth, mask,
+  triangle ids and 3 interpolated channels);
 * ``UV texture``: :func:`service.uv.sample_texture` at 256x256 (depth map of
   the face, rasterised layout with image coordinates, visibility, sampling).
 
@@ -37,11 +43,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from service.threads import limit_blas_threads  # noqa: E402
+
+limit_blas_threads(1)  # one thread, as the product: before numpy loads
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
 from service.render import MeshRenderer  # noqa: E402
+
+cv2.setNumThreads(1)  # the maps' OpenCV calls (remap, conversions) on one thread too
 
 REAL_DATA = ROOT / ".cache" / "bench_dense_meshes.npz"
 
@@ -114,24 +126,29 @@ def bench_maps(renderer: MeshRenderer, path: Path, runs: int) -> list[str]:
     tris = maps.render_triangles(model)  # the order the product renders maps in
     shape, image = frame.shape[:2], frame.copy()  # the pictures are drawn into `image` in place, as video does
     workloads = {
+        "shaded overlay (render, the mesh mode)": lambda v: renderer.render(image, v, model.dense_triangles),
         "depth (rasterize: depth + mask)": lambda v: renderer.rasterize(shape, v, tris),
         "depth map + picture (maps.depth_map, depth_image)":
             lambda v: maps.depth_image(maps.depth_map(renderer, shape, [v], tris), out=image),
         "PNCC (rasterize: 3 channels)": lambda v: renderer.rasterize(shape, v, tris, code, depth=False),
         "PNCC picture (maps.pncc_image)": lambda v: maps.pncc_image(renderer, None, [v], tris, code, out=image),
+        "all maps (rasterize: depth, mask, triangle ids, 3 channels)":
+            lambda v: renderer.rasterize(shape, v, tris, code, triangle_ids=True),
         "UV texture 256x256 (uv.sample_texture)": lambda v: uv.sample_texture(renderer, frame, v, layout, 256),
     }
-    lines = []
-    for name, work in workloads.items():
-        for verts in meshes:  # warm-up
+    for verts in meshes:  # warm-up
+        for work in workloads.values():
             work(verts)
-        times = np.empty(runs)
-        for k in range(runs):
-            verts = meshes[k % len(meshes)]
+    # Interleaved: call k runs every workload on mesh k, so that all of them meet the same
+    # machine load (this 2-core machine is shared; its speed drifts by tens of percent).
+    times = {name: np.empty(runs) for name in workloads}
+    for k in range(runs):
+        verts = meshes[k % len(meshes)]
+        for name, work in workloads.items():
             t0 = time.perf_counter()
             work(verts)
-            times[k] = time.perf_counter() - t0
-        lines.append(summary(f"{name}, 640x480", times * 1e3))
+            times[name][k] = time.perf_counter() - t0
+    lines = [summary(f"{name}, 640x480", times[name] * 1e3) for name in workloads]
     return lines
 
 
