@@ -51,7 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"One-Euro cutoff in Hz for a still face; lower = steadier (default {DEFAULT_MIN_CUTOFF:g})")
     parser.add_argument("--smooth-beta", type=float, default=DEFAULT_BETA,
                         help=f"One-Euro speed coefficient; higher = less lag when moving (default {DEFAULT_BETA:g})")
+    parser.add_argument("--pipelined", action="store_true",
+                        help="draw and encode on a second thread while the next frame is tracked (two cores; "
+                             "each network still uses --threads); not with --show")
     args = parser.parse_args(argv)
+    if args.pipelined and args.show:
+        parser.error("--pipelined cannot be combined with --show (windows belong to the main thread)")
     if args.detect_every < 1:
         parser.error("--detect-every must be at least 1")
     if not args.smooth_min_cutoff > 0 or not args.smooth_beta >= 0:
@@ -122,6 +127,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from service.assets import MissingAssetError
+    from service.frame_worker import FrameWorker
     from service.image_io import InputError
     from service.pipeline import FacePipeline
     from service.render import MeshRenderer
@@ -159,6 +165,14 @@ def main(argv=None) -> int:
     total = source.frame_count if args.max_frames is None else min(args.max_frames, source.frame_count or args.max_frames)
     frames_with_face = 0
     interrupted = False
+
+    def finish(frame, tracked):
+        """Draw one frame's faces and write it (main thread, or the worker with --pipelined)."""
+        annotate(frame, [t.face for t in tracked], args.mode, pipeline, renderer, args.dense_step, views)
+        draw_face_ids(frame, tracked)
+        writer.write(frame)
+
+    worker = FrameWorker(finish) if args.pipelined else None
     try:
         with GracefulInterrupt() as ctrl_c:
             for index, frame in enumerate(tqdm(source.frames(args.max_frames), total=total, unit="frame",
@@ -167,9 +181,10 @@ def main(argv=None) -> int:
                 tracked = tracker.process(frame, time.monotonic() if isinstance(source_name, int) else None)
                 faces = [t.face for t in tracked]
                 frames_with_face += bool(faces)
-                annotate(frame, faces, args.mode, pipeline, renderer, args.dense_step, views)
-                draw_face_ids(frame, tracked)
-                writer.write(frame)
+                if worker is not None:
+                    worker.submit(frame, tracked)
+                else:
+                    finish(frame, tracked)
                 if csv_writer:
                     csv_writer.write_faces(index, faces, [t.face_id for t in tracked])
                 if ctrl_c.requested or not window.show(frame):
@@ -178,10 +193,23 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, still close the outputs
         interrupted = True
     finally:
+        worker_error = None
+        if worker is not None:  # finish the queued frames before the video is closed
+            while True:
+                try:
+                    worker.close()
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+                except Exception as exc:  # raised below, once the outputs are closed
+                    worker_error = exc
+                    break
         writer.close()
         if csv_writer:
             csv_writer.close()
         source.close()
+        if worker_error is not None:
+            raise worker_error
     read = source.frames_read
     if interrupted:
         print(f"interrupted: kept the {writer.frames_written} frames processed so far", file=sys.stderr)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,10 +65,11 @@ def test_damaged_video_stops_cleanly(tmp_path, shared_data, models_present):
     assert count_frames(out) == 55
 
 
-def test_ctrl_c_keeps_what_was_written_valid(tmp_path, sample_video):
+@pytest.mark.parametrize("flags", [(), ("--pipelined",)])
+def test_ctrl_c_keeps_what_was_written_valid(tmp_path, sample_video, flags):
     out, table = tmp_path / "interrupted.mp4", tmp_path / "interrupted.csv"
     process = subprocess.Popen([sys.executable, "demo_video.py", "-m", "mesh", "-f", str(sample_video),
-                                "-o", str(out), "--csv", str(table)], cwd=ROOT,
+                                "-o", str(out), "--csv", str(table), *flags], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial_csv = tmp_path / ".interrupted.partial.csv"
     deadline = time.time() + 60
@@ -141,3 +143,26 @@ def test_speed_benchmark_pipelined_and_scaling(sample_video):
     found = {int(k): v["mean_faces_per_frame"] for k, v in report["scaling"]["faces"].items()}
     assert found == {1: 1.0, 2: 2.0, 4: 4.0, 8: 8.0}
     assert all(v["mean_faces_per_frame"] == 1.0 for v in report["scaling"]["height"].values())
+
+
+def test_demo_video_pipelined_gives_the_same_outputs(single_face_video, tmp_path):
+    """--pipelined (draw + encode on a second thread) writes the same frames and rows, in order."""
+    for flag in ((), ("--pipelined",)):
+        name = "pipelined" if flag else "sequential"
+        result = run("demo_video.py", "-m", "mesh", "-f", single_face_video, "-o", tmp_path / f"{name}.mp4",
+                     "--csv", tmp_path / f"{name}.csv", *flag)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sequential.csv").read_bytes() == (tmp_path / "pipelined.csv").read_bytes()
+    a, b = cv2.VideoCapture(str(tmp_path / "sequential.mp4")), cv2.VideoCapture(str(tmp_path / "pipelined.mp4"))
+    frames = 0
+    while True:
+        ok_a, frame_a = a.read()
+        ok_b, frame_b = b.read()
+        assert ok_a == ok_b
+        if not ok_a:
+            break
+        frames += 1
+        assert np.array_equal(frame_a, frame_b), f"frame {frames} differs"
+    assert frames == 72
+    result = run("demo_video.py", "-f", single_face_video, "-o", tmp_path / "x.mp4", "--pipelined", "--show")
+    assert result.returncode == 2 and "--show" in result.stderr
