@@ -273,6 +273,7 @@ class _Track:
     detected: bool = False
     restart: bool = True   # smoothing restarts at the next output
     roi: Roi | None = None  # the crop the last tracked alignment used (None: it came from a detection)
+    fitted: np.ndarray | None = None  # the last unsmoothed params62 (warm start of the next fit)
 
 
 class FaceTracker:
@@ -447,10 +448,13 @@ class FaceTracker:
             detection = detection_from_points(track.alignment.points, track.score, track.box)
             smoothing = self.config.smoothing.enabled
             # With smoothing the pose is corrected once, from the smoothed camera (smooth_face).
-            face = self._timed("fit", self.pipeline.fit, detection, track.alignment, image, not smoothing)
+            # Warm start from the previous frame's fit unless the face restarts (new, revived, cut, jump).
+            previous = None if track.restart else track.fitted
+            face = self._timed("fit", self.pipeline.fit, detection, track.alignment, image, not smoothing, previous)
         except FitError:  # degenerate points: not a face; lost as of this frame
-            track.lost, track.restart = 2, True
+            track.lost, track.restart, track.fitted = 2, True, None
             return None
+        track.fitted = face.params62
         restarted = track.restart
         if restarted:
             track.smoother.reset()
