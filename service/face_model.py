@@ -189,15 +189,36 @@ class FaceModel:
     def subdivide(self, points468: np.ndarray, native: bool = True) -> np.ndarray:
         """The dense mesh (float32) of any 468 points; ``native=False`` runs the scipy reference."""
         if not native:
-            vertices = np.asarray(points468, np.float32)
-            for level_map in self._dense_maps:
-                vertices = level_map @ vertices
-            return vertices
+            return self.expand_values(np.asarray(points468, np.float32)).astype(np.float32)
         if self._native_subdivision is None:
             from .kernels import NativeSubdivision
 
             self._native_subdivision = NativeSubdivision(self._dense_maps)
         return self._native_subdivision.apply(points468)
+
+    def expand_values(self, values: np.ndarray) -> np.ndarray:
+        """Any per-point values of the 468-point mesh carried to the dense mesh.
+
+        The dense mesh is a fixed linear map (Loop subdivision) of the 468
+        points, so per-point values (the mean face, UV coordinates, colours)
+        expand by the same map as the vertices (scipy, in the values' float type).
+
+        Parameters
+        ----------
+        values : ndarray, shape (468, k) or (468,)
+
+        Returns
+        -------
+        ndarray, shape (n_dense_vertices, k) or (n_dense_vertices,)
+        """
+        out = np.asarray(values)
+        if out.shape[:1] != (len(self.mean),):
+            raise ValueError(f"values must have one row per model point ({len(self.mean)}), got {out.shape}")
+        if not np.issubdtype(out.dtype, np.floating):
+            out = out.astype(np.float64)
+        for level_map in self._dense_maps:
+            out = level_map @ out
+        return out
 
     def neutralised(self, params62: np.ndarray) -> np.ndarray:
         """The same parameters with the expression set to zero."""

@@ -36,27 +36,11 @@ NCC_CHANNELS = ("x: image left -> right", "y: chin -> forehead", "z: back -> fro
 
 
 def dense_expand(model, values: np.ndarray) -> np.ndarray:
-    """Any per-point values of the 468-point mesh carried to the dense mesh.
+    """Per-point values of the 468-point mesh carried to the dense mesh, as float64.
 
-    The dense mesh is a fixed linear (Loop subdivision) map of the 468 points
-    (:mod:`service.subdivision`), so per-point values such as the mean face or
-    UV coordinates are expanded by the same map as the vertices.
-
-    Parameters
-    ----------
-    model : FaceModel
-    values : ndarray, shape (468, k) or (468,)
-
-    Returns
-    -------
-    ndarray of float64, shape (n_dense, k) or (n_dense,)
+    Same as ``model.expand_values(values)`` (:meth:`FaceModel.expand_values`), in float64.
     """
-    out = np.asarray(values, np.float64)
-    if out.shape[0] != len(model.mean):
-        raise ValueError(f"values must have one row per model point ({len(model.mean)}), got {out.shape}")
-    for level_map in model._dense_maps:  # the model's own subdivision maps (scipy CSR)
-        out = level_map @ out
-    return out
+    return model.expand_values(np.asarray(values, np.float64))
 
 
 def ncc_code(model) -> np.ndarray:

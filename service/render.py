@@ -53,7 +53,7 @@ def _abi_of(lib: ctypes.CDLL) -> int | None:
 
 # Functions this binding calls. A library of the right ABI number that lacks one is a
 # stale build from between two changes of render.c: it is rebuilt like an old ABI.
-REQUIRED_FUNCTIONS = ("render_mesh", "render_maps")
+REQUIRED_FUNCTIONS = ("render_mesh", "render_maps", "cascade_refine", "csr_apply3")  # kernels.py uses the last two
 
 
 def _mismatch(lib: ctypes.CDLL) -> str | None:

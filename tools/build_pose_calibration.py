@@ -138,26 +138,12 @@ def real_training_photos(data: Path, cache: Path) -> dict:
     """Label yaw, raw angles and roll-free points of the real HELEN-train / LFPW-train photos."""
     if cache.is_file():
         return dict(np.load(cache))
-    import csv
+    from tools.build_profiling_set import TRAIN_SUBSETS
+    from tools.measure_pose import real_photo_faces
 
-    from service.ibug import read_pts
-    from service.image_io import load_image
-    from service.pipeline import FacePipeline
-    from tools.build_profiling_set import TRAIN_SUBSETS, annotation_shape, match_source
-    from tools.measure_pose import label_pose
-
-    shape3d, _ = annotation_shape(data)
-    pipeline = FacePipeline(detector="both", refine_steps=2)
     label, raw, roll_free = [], [], []
-    for row in csv.DictReader(open(data / "landmarks68" / "index.csv")):
-        if row["subset"] not in TRAIN_SUBSETS:
-            continue
-        labels = read_pts(data / "landmarks68" / row["pts"])
-        face = match_source(pipeline.process(load_image(data / "landmarks68" / row["image"])), labels)
-        if face is None:
-            continue
-        pose = pose_from_params(face.params62)
-        label.append(label_pose(labels, shape3d))
+    for label_angles, face, pose in real_photo_faces(data, TRAIN_SUBSETS, "real training photos"):
+        label.append(label_angles)
         raw.append(pose.yaw_pitch_roll_deg)
         roll_free.append(roll_free_points(face.points468, pose))
     out = dict(label=np.array(label), raw=np.array(raw), roll_free=np.array(roll_free))

@@ -219,6 +219,28 @@ def label_pose(labels68: np.ndarray, shape3d: np.ndarray, iterations: int = 10) 
     return yaw_pitch_roll_deg(rotation)
 
 
+def real_photo_faces(data: Path, subsets, desc: str = "real photos"):
+    """``(label yaw/pitch/roll, face, raw pose)`` for each labelled 300-W face of ``subsets`` the pipeline finds.
+
+    The photo pipeline (both detectors, two refinements) runs on each image; the
+    face is the one matching the labels (:func:`match_source`); the label pose
+    comes from :func:`label_pose`.
+    """
+    from service.ibug import read_pts
+    from service.image_io import load_image
+    from service.pipeline import FacePipeline
+    from tools.build_profiling_set import annotation_shape, match_source
+
+    shape3d, _ = annotation_shape(data)
+    pipeline = FacePipeline(detector="both", refine_steps=2)
+    rows = [r for r in csv.DictReader(open(data / "landmarks68" / "index.csv")) if r["subset"] in subsets]
+    for row in tqdm(rows, desc=desc):
+        labels = read_pts(data / "landmarks68" / row["pts"])
+        face = match_source(pipeline.process(load_image(data / "landmarks68" / row["image"])), labels)
+        if face is not None:
+            yield label_pose(labels, shape3d), face, pose_from_params(face.params62)
+
+
 def real_photo_check(data: Path, subset: str = "afw") -> dict:
     """Raw and corrected yaw against the yaw of the human 2D labels on real 300-W photos (no 3D truth).
 
@@ -227,23 +249,11 @@ def real_photo_check(data: Path, subset: str = "afw") -> dict:
     degrees per face) but no bias from FaceMesh or from rendering, so it checks
     that the correction learned on rendered faces holds on photos.
     """
-    from service.ibug import read_pts
-    from service.image_io import load_image
-    from service.pipeline import FacePipeline
     from service.pose_calibration import corrected_pose
-    from tools.build_profiling_set import annotation_shape, match_source
 
-    shape3d, _ = annotation_shape(data)
-    pipeline = FacePipeline(detector="both", refine_steps=2)
-    rows = [r for r in csv.DictReader(open(data / "landmarks68" / "index.csv")) if r["subset"] == subset]
     label, raw, corrected = [], [], []
-    for row in tqdm(rows, desc=f"real {subset} photos"):
-        labels = read_pts(data / "landmarks68" / row["pts"])
-        face = match_source(pipeline.process(load_image(data / "landmarks68" / row["image"])), labels)
-        if face is None:
-            continue
-        pose = pose_from_params(face.params62)
-        label.append(label_pose(labels, shape3d))
+    for label_angles, face, pose in real_photo_faces(data, (subset,), f"real {subset} photos"):
+        label.append(label_angles)
         raw.append(pose.yaw_pitch_roll_deg)
         corrected.append(corrected_pose(pose, face.points468).yaw_pitch_roll_deg)
     label, raw, corrected = np.array(label), np.array(raw), np.array(corrected)
