@@ -136,16 +136,24 @@ class PoseCalibration:
         """Symmetrised residual (true - raw) of yaw, pitch, roll in degrees, ``(n, 3)``."""
         roll_free = np.asarray(roll_free, np.float64).reshape(-1, 468, 3)
         yaw_pitch = np.asarray(yaw_pitch, np.float64).reshape(-1, 2)
-        direct = self.network(roll_free, yaw_pitch)
-        mirrored = self.network(self.mirror(roll_free), yaw_pitch * np.array([-1.0, 1.0])) * _SIGNS
         fade = np.clip((np.abs(yaw_pitch[:, 0]) - self.gate[0]) / max(self.gate[1] - self.gate[0], 1e-9), 0.0, 1.0)
         fade = fade * fade * (3.0 - 2.0 * fade)
-        return 0.5 * (direct + mirrored) * fade[:, None]
+        out = np.zeros((len(yaw_pitch), 3))
+        active = fade > 0  # most faces are near-frontal: no network to run for them (their residual is 0)
+        if active.any():
+            x, yp = roll_free[active], yaw_pitch[active]
+            direct = self.network(x, yp)
+            mirrored = self.network(self.mirror(x), yp * np.array([-1.0, 1.0])) * _SIGNS
+            out[active] = 0.5 * (direct + mirrored) * fade[active, None]
+        return out
 
     def correct(self, pose: Pose, points468: np.ndarray) -> Pose:
         """The corrected pose of one face (scale and translation kept)."""
         yaw, pitch, roll = pose.yaw_pitch_roll_deg
-        dy, dp, dr = self.residual(roll_free_points(points468, pose)[None], np.array([[yaw, pitch]]))[0]
+        if abs(yaw) <= self.gate[0]:  # below the gate the residual is exactly 0: skip the point transform too
+            dy = dp = dr = 0.0
+        else:
+            dy, dp, dr = self.residual(roll_free_points(points468, pose)[None], np.array([[yaw, pitch]]))[0]
         roll = roll + dr
         roll = roll - 360.0 if roll > 180.0 else roll + 360.0 if roll < -180.0 else roll
         angles = np.array([np.clip(yaw + dy, -90.0, 90.0), pitch + dp, roll])
