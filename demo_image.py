@@ -96,8 +96,8 @@ def draw_faces(image, faces, pipeline, renderer):
     model = pipeline.model
     fitted, neutral = image.copy(), image.copy()
     for face in faces:
-        renderer.render(fitted, model.dense_vertices(face.params62), model.dense_triangles, alpha=0.6)
-        renderer.render(neutral, model.dense_vertices(model.neutralised(face.params62)), model.dense_triangles,
+        renderer.render(fitted, model.dense_vertices(face.params62), model.render_triangles, alpha=0.6)
+        renderer.render(neutral, model.dense_vertices(model.neutralised(face.params62)), model.render_triangles,
                         alpha=0.85)
     for face in faces:
         draw.draw_landmarks68(fitted, face.landmarks68)

@@ -162,7 +162,7 @@ def run(args, pipeline, renderer, make_frame=None, pipelined: bool = False, enco
         meshes = [pipeline.model.dense_vertices(t.face.params62) for t in tracked]
         t1 = clock()
         for mesh in meshes:
-            renderer.render(frame, mesh, pipeline.model.dense_triangles)
+            renderer.render(frame, mesh, pipeline.model.render_triangles)
         t2 = clock()
         for t in tracked:
             draw.draw_landmarks68(frame, t.face.landmarks68)

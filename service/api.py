@@ -226,5 +226,5 @@ class Reconstructor:
             self._renderer = MeshRenderer()
         canvas = to_bgr_uint8(image).copy()
         for face in faces:
-            self._renderer.render(canvas, self.dense_vertices(face), self.dense_triangles, alpha=alpha)
+            self._renderer.render(canvas, self.dense_vertices(face), self.pipeline.model.render_triangles, alpha=alpha)
         return canvas

@@ -88,6 +88,7 @@ class FaceModel:
     _basis32: np.ndarray = field(init=False, repr=False)
     _dense_maps: list = field(init=False, repr=False)
     _native_subdivision: object = field(init=False, repr=False, default=None)
+    _render_triangles: np.ndarray | None = field(init=False, repr=False, default=None)
     dense_triangles: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -195,6 +196,21 @@ class FaceModel:
 
             self._native_subdivision = NativeSubdivision(self._dense_maps)
         return self._native_subdivision.apply(points468)
+
+    @property
+    def render_triangles(self) -> np.ndarray:
+        """:attr:`dense_triangles` in the order the renderer draws fastest (computed once).
+
+        The same surface sorted along a Z-order curve of the triangles' centroids on the
+        mean face (:func:`service.maps.render_triangles`): consecutive triangles share
+        vertices and pixels, about 10 % faster to render. Only triangles at exactly the
+        same depth on a pixel can resolve differently from :attr:`dense_triangles`.
+        """
+        if self._render_triangles is None:
+            from .maps import render_triangles
+
+            self._render_triangles = render_triangles(self)
+        return self._render_triangles
 
     def expand_values(self, values: np.ndarray) -> np.ndarray:
         """Any per-point values of the 468-point mesh carried to the dense mesh.

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from . import draw
-from .maps import depth_image, depth_map, ncc_code, pncc_image, render_triangles
+from .maps import depth_image, depth_map, ncc_code, pncc_image
 
 OVERLAYS = ("sparse", "dense", "pose", "mesh")
 MAPS = ("depth", "pncc")
@@ -46,7 +46,6 @@ class FaceViews:
         self.dense_step = int(dense_step)
         self._ncc = None
         self._layout = None
-        self._triangles = None
 
     @property
     def ncc(self) -> np.ndarray:
@@ -58,9 +57,7 @@ class FaceViews:
     @property
     def triangles(self) -> np.ndarray:
         """The dense triangles in the renderer's order (:func:`service.maps.render_triangles`), once."""
-        if self._triangles is None:
-            self._triangles = render_triangles(self.model)
-        return self._triangles
+        return self.model.render_triangles
 
     @property
     def layout(self):
@@ -99,7 +96,7 @@ class FaceViews:
                 draw.draw_pose_box(frame, face.pose, self.canonical_vertices)
                 draw.draw_pose_label(frame, face.box, face.pose)
             elif view == "mesh":
-                self.renderer.render(frame, vertex_list[k], self.model.dense_triangles)
+                self.renderer.render(frame, vertex_list[k], self.model.render_triangles)
         return frame
 
     def panel(self, image: np.ndarray, faces, views=PANEL_VIEWS, columns: int = 2, vertex_list=None) -> np.ndarray:

@@ -126,7 +126,7 @@ def bench_maps(renderer: MeshRenderer, path: Path, runs: int) -> list[str]:
     tris = maps.render_triangles(model)  # the order the product renders maps in
     shape, image = frame.shape[:2], frame.copy()  # the pictures are drawn into `image` in place, as video does
     workloads = {
-        "shaded overlay (render, the mesh mode)": lambda v: renderer.render(image, v, model.dense_triangles),
+        "shaded overlay (render, the mesh mode)": lambda v: renderer.render(image, v, model.render_triangles),
         "depth (rasterize: depth + mask)": lambda v: renderer.rasterize(shape, v, tris),
         "depth map + picture (maps.depth_map, depth_image)":
             lambda v: maps.depth_image(maps.depth_map(renderer, shape, [v], tris), out=image),

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
                     break
                 faces = rec.process(frame)
                 for face in faces:
-                    renderer.render(frame, rec.dense_vertices(face), rec.dense_triangles)
+                    renderer.render(frame, rec.dense_vertices(face), rec.pipeline.model.render_triangles)
                 csv_writer.write_faces(index, faces)
                 faces_seen += len(faces)
                 done = index + 1
