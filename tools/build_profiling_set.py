@@ -430,8 +430,12 @@ def match_source(faces, labels: np.ndarray):
 
 
 def is_good_source(face, image_shape) -> bool:
-    """Near-frontal, large enough, whole face inside the image."""
-    yaw, pitch, _ = face.pose.yaw_pitch_roll_deg
+    """Near-frontal (by the raw model fit), large enough, whole face inside the image.
+
+    The raw fit, not ``face.pose``: the set trains the large-pose correction, so
+    which faces it starts from must not depend on that correction.
+    """
+    yaw, pitch, _ = pose_from_params(face.params62).yaw_pitch_roll_deg
     if abs(yaw) > SOURCE_LIMIT_DEG or abs(pitch) > SOURCE_LIMIT_DEG:
         return False
     if np.linalg.norm(face.points468[263, :2] - face.points468[33, :2]) < MIN_EYE_PX:
