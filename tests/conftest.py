@@ -4,6 +4,8 @@ downloaded models and sample video skip with a reason when they are absent."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +21,24 @@ SHARED = ROOT.parent / "shared" / "data"
 
 from service import assets  # noqa: E402
 from service.ibug import read_pts  # noqa: E402,F401  (re-exported for the tests)
+
+
+def run(*args, timeout=300):
+    """Run ``python ARGS...`` in the repository (a script, or ``-m service ...``); output captured as text."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def count_frames(path: Path) -> int:
+    """Frames OpenCV can read from a video file."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    capture.release()
+    return n
 
 
 def need(path: Path, how: str) -> Path:
@@ -62,3 +82,12 @@ def video_pipeline(models_present):
     return FacePipeline(detector="short")
 
 
+@pytest.fixture(scope="session")
+def scalar_render_library(tmp_path_factory) -> Path:
+    """render/render.c built without SIMD (-DRENDER_NO_SIMD): the code path of CPUs without AVX2."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the scalar variant of the renderer")
+    library = tmp_path_factory.mktemp("render_scalar") / "librender_scalar.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-std=c99", "-DRENDER_NO_SIMD", "-o", str(library),
+                    str(ROOT / "render" / "render.c"), "-lm"], check=True)
+    return library

@@ -11,23 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import count_frames, run
 from service.ibug import read_pts
 from service.image_io import InputError
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args, timeout=300):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def assert_one_line_error(result, returncode: int, *words: str) -> str:
@@ -43,15 +35,6 @@ def assert_one_line_error(result, returncode: int, *words: str) -> str:
 
 def no_partial_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if ".partial" in p.name]
-
-
-def count_frames(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    capture.release()
-    return n
 
 
 def finite_face(face) -> bool:

@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import run
 from service import render as render_mod
 from service.render import MeshRenderer
 from tests.test_render import coverage_mask, half_sphere
 
-ROOT = Path(__file__).resolve().parent.parent
 NOSE_TIP, RIGHT_CHEEK_JAW, LEFT_CHEEK_JAW, RIGHT_EYE_OUTER, MOUTH_CORNER = 30, 2, 14, 36, 48  # iBUG-68
 
 
@@ -38,11 +37,6 @@ def layout(model):
     from service.uv import UVLayout
 
     return UVLayout.load(model)
-
-
-def run(*args, timeout=300):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def random_soup(rng, n=60, size=64):
@@ -139,13 +133,8 @@ def test_maps_outside_the_image_and_bad_arguments(renderer):
     assert not renderer.rasterize((20, 20), nan, [[0, 1, 2]]).mask.any()
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the scalar variant")
-def test_simd_and_scalar_maps_agree(tmp_path):
-    root = Path(render_mod.__file__).resolve().parent.parent
-    scalar_lib = tmp_path / "librender_scalar.so"
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-std=c99", "-DRENDER_NO_SIMD", "-o", str(scalar_lib),
-                    str(root / "render" / "render.c"), "-lm"], check=True)
-    simd, scalar = MeshRenderer(), MeshRenderer(scalar_lib)
+def test_simd_and_scalar_maps_agree(scalar_render_library):
+    simd, scalar = MeshRenderer(), MeshRenderer(scalar_render_library)
     rng = np.random.default_rng(12)
     for verts, tris in (half_sphere(40.0, 30.0, 28.0, grid=60), random_soup(rng)):
         for channels in (1, 3, 4):

@@ -429,14 +429,10 @@ def test_dense_half_sphere_renders(lit):
     np.testing.assert_array_equal(img2[r < 99], img[r < 99])
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the scalar variant")
-def test_simd_and_scalar_code_paths_agree(tmp_path):
+def test_simd_and_scalar_code_paths_agree(scalar_render_library):
     # render.c has a SIMD triangle pass (x86-64 with AVX2) and a scalar one (other CPUs);
     # they must give identical images, ties on edges and equal depths included.
-    root = Path(render_mod.__file__).resolve().parent.parent
-    scalar_lib = tmp_path / "librender_scalar.so"
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-std=c99", "-DRENDER_NO_SIMD", "-o", str(scalar_lib),
-                    str(root / "render" / "render.c"), "-lm"], check=True)
+    scalar_lib = scalar_render_library
     rng = np.random.default_rng(11)
     meshes = [half_sphere(40.0, 30.0, 28.0, grid=60)]
     for k in range(12):

@@ -11,22 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import count_frames, run
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args, timeout=300):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def count_frames(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    capture.release()
-    return n
 
 
 def read_csv(path: Path):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run
 
 from service.detector import box_iou
 from service.smoothing import FaceSmoother, OneEuroFilter, OneEuroParams, SmoothingConfig
@@ -241,31 +242,25 @@ def test_smoothing_lowers_jitter_with_little_lag(sample_video, video_pipeline):
 
 # --- the scripts -----------------------------------------------------------------------------
 
-def _run(*args):
-    import subprocess
-
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
 def test_demo_video_writes_face_ids_to_the_csv(tmp_path, single_face_video, models_present):
     import csv
 
     for flags in ([], ["--no-track", "--no-smooth"]):
         table = tmp_path / "faces.csv"
-        result = _run("demo_video.py", "-m", "sparse", "-f", single_face_video, "-o", tmp_path / "out.mp4",
+        result = run("demo_video.py", "-m", "sparse", "-f", single_face_video, "-o", tmp_path / "out.mp4",
                       "--csv", table, *flags)
         assert result.returncode == 0, result.stderr
         with open(table, newline="") as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == 72 and all(r["face"] == "0" and r["face_id"] == "0" for r in rows)
-    result = _run("demo_video.py", "-f", single_face_video, "-o", tmp_path / "x.mp4", "--detect-every", "0")
+    result = run("demo_video.py", "-f", single_face_video, "-o", tmp_path / "x.mp4", "--detect-every", "0")
     assert result.returncode == 2 and "--detect-every" in result.stderr
 
 
 def test_speed_benchmark_tracks_by_default(sample_video, models_present):
     import json
 
-    result = _run("video_speed_benchmark.py", sample_video, "--frames", "40", "--warmup", "5", "--json")
+    result = run("video_speed_benchmark.py", sample_video, "--frames", "40", "--warmup", "5", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["track"] is True and report["mean_faces_per_frame"] == 1.0
