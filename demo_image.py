@@ -148,7 +148,7 @@ def write_outputs(args, stem: str, image, faces, views) -> list[Path]:
         written.append(path)
 
     if args.depth:
-        depth = depth_map(views.renderer, image.shape, vertex_list, views.triangles)
+        depth = depth_map(views.renderer, image.shape, vertex_list, views.model.render_triangles)
         png(f"{stem}_depth.png", depth_image(depth, image))
         values, meta = depth_png16(depth)
         png(f"{stem}_depth16.png", values)

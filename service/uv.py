@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from . import assets
-from .maps import dense_expand, render_triangles
+from .maps import dense_expand
 
 UV_LAYOUT = assets.ASSET_DIR / "uv_layout.npz"
 PINS = (10, 152)  # FaceMesh forehead top and chin: both on the midline
@@ -157,7 +157,7 @@ class UVLayout:
         scale = (1.0 - 2 * margin) / float((hi - lo).max())
         uv = (uv - (lo + hi) / 2) * scale + 0.5
         uv[:, 0] = 0.5 + (uv[:, 0] - 0.5 - np.mean(uv[pins, 0] - 0.5))  # midline exactly at u = 0.5
-        return cls(uv=uv, triangles=render_triangles(model), fingerprint=_fingerprint(model))
+        return cls(uv=uv, triangles=model.render_triangles, fingerprint=_fingerprint(model))
 
     @classmethod
     def load(cls, model, path: str | Path | None = None) -> "UVLayout":
@@ -166,7 +166,7 @@ class UVLayout:
         if path.is_file():
             data = np.load(path)
             if str(data["fingerprint"]) == _fingerprint(model):
-                return cls(uv=data["uv"].astype(np.float64), triangles=render_triangles(model),
+                return cls(uv=data["uv"].astype(np.float64), triangles=model.render_triangles,
                            fingerprint=str(data["fingerprint"]))
         return cls.compute(model)
 

@@ -55,11 +55,6 @@ class FaceViews:
         return self._ncc
 
     @property
-    def triangles(self) -> np.ndarray:
-        """The dense triangles in the renderer's order (:func:`service.maps.render_triangles`), once."""
-        return self.model.render_triangles
-
-    @property
     def layout(self):
         """The UV layout (:class:`service.uv.UVLayout`), loaded (or computed) once."""
         if self._layout is None:
@@ -84,9 +79,9 @@ class FaceViews:
         if view in ("dense", "mesh") + MAPS and vertex_list is None:
             vertex_list = self.vertices(faces)
         if view == "depth":
-            depth_image(depth_map(self.renderer, frame.shape, vertex_list, self.triangles), out=frame)
+            depth_image(depth_map(self.renderer, frame.shape, vertex_list, self.model.render_triangles), out=frame)
         elif view == "pncc":
-            pncc_image(self.renderer, None, vertex_list, self.triangles, self.ncc, out=frame)
+            pncc_image(self.renderer, None, vertex_list, self.model.render_triangles, self.ncc, out=frame)
         for k, face in enumerate(faces):
             if view == "sparse":
                 draw.draw_landmarks68(frame, face.landmarks68)
