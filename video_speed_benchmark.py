@@ -235,7 +235,7 @@ def run(args, pipeline, renderer, make_frame=None, pipelined: bool = False, enco
             "wall_ms_per_frame": wall / args.frames * 1e3}
 
 
-def print_table(result: dict, args, title: str) -> None:
+def print_table(result: dict, title: str) -> None:
     print(title)
     print(f"{'stage':<12} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}")
     for name, row in result["stages"].items():
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
 
     mode = (f"tracking (detector on {result['detector_runs']} of them)" if args.track
             else "detector on every frame")
-    print_table(result, args, f"{args.video}: {args.frames} frames, {mode}, {args.threads} thread(s) per network, "
+    print_table(result, f"{args.video}: {args.frames} frames, {mode}, {args.threads} thread(s) per network, "
                               f"detector {args.detector}, {result['mean_faces_per_frame']:.2f} faces/frame, "
                               f"{'thread CPU time' if args.clock == 'cpu' else 'wall clock'}"
                               + (", pipelined on two threads" if args.pipelined else ""))

@@ -799,7 +799,7 @@ static inline int rint_clamp(double v, int hi)
  * split_u/v : (T, K * N) int32 feature indices of each node (N = 2^D - 1 nodes per tree)
  * thresholds: (T, K * N) float32
  * leaves    : (T, K * (N + 1), 136) int16 corrections in units of leaf_scales[t] face-frame units
- *             (quantised: a quarter of the float32 table's memory, which decides the speed because
+ *             (quantised: half the float32 table's memory, which decides the speed because
  *             each face reads K scattered rows per stage; the sums are exact integers)
  * leaf_scales: (T,) float64
  * work      : P floats of scratch

@@ -10,7 +10,7 @@ against, and both release the GIL (ctypes), so a second thread can render or
 encode meanwhile.
 
 The cascade's leaf table is stored as int16 with one scale per stage: each face
-reads 150 scattered 136-value rows per stage from a 26 MB float32 table, so
+reads 150 scattered 136-value rows per stage from a 13 MB float32 table, so
 memory latency, not arithmetic, was its cost; int16 halves the bytes and the
 sums become exact integers. The quantisation step is 1/32767 of the stage's
 largest leaf (about 1e-5 of the face size); the tests bound its effect.
