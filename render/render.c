@@ -2,9 +2,9 @@
  * GCC/Clang SIMD intrinsics and target attributes; libc/libm only).
  *
  * int render_abi_version(void);
- *     Returns RENDER_ABI_VERSION (2). Bumped whenever an exported function's signature or
+ *     Returns RENDER_ABI_VERSION (3). Bumped whenever an exported function's signature or
  *     semantics change, or one is added, so the Python binding can detect a stale
- *     librender.so. Version 2 added render_maps; render_mesh is unchanged.
+ *     librender.so. Version 2 added render_maps, version 3 model_fit; render_mesh is unchanged.
  *
  * int render_mesh(uint8_t *image, int height, int width,
  *                 const float *vertices, int n_vertices,
@@ -93,7 +93,7 @@
 #endif
 #endif
 
-#define RENDER_ABI_VERSION 2
+#define RENDER_ABI_VERSION 3
 #define RENDER_OK 0
 #define RENDER_ERR_ARGS (-1)
 #define RENDER_ERR_INDEX (-2)
@@ -764,9 +764,10 @@ int render_maps(int height, int width,
 
 /* ------------------------------------------------------------------------------------------
  * Face-model kernels that sit beside the renderer (one library, one build): the 68-landmark
- * tree cascade and the dense-mesh subdivision. Both are exact ports of the numpy reference
- * implementations in service/landmarks68.py (CascadeRefiner.refine) and
- * service/face_model.py (the sparse subdivision maps); tests compare them.
+ * tree cascade, the dense-mesh subdivision and (at the end of the file) the model fit. They
+ * are ports of the numpy reference implementations in service/landmarks68.py
+ * (CascadeRefiner.refine) and service/face_model.py (the sparse subdivision maps,
+ * FaceModel.fit); tests compare them.
  * ------------------------------------------------------------------------------------------ */
 
 /* Grey level of one pixel: OpenCV's COLOR_BGR2GRAY for 8-bit images, bit for bit
@@ -890,5 +891,193 @@ int csr_apply3(int n_rows, int n_cols, const int32_t *indptr, const int32_t *ind
         out[3 * r + 1] = y;
         out[3 * r + 2] = z;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The 62-parameter model fit (port of service/face_model.py FaceModel.fit, numpy reference).
+ * Per face and frame it is ~20 small numpy calls per alternation (a 3x3 SVD, centring, two
+ * 1404 x 50 products), so per-call overhead, not arithmetic, was its time.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Eigenvector of the largest eigenvalue of a symmetric 4x4 matrix (cyclic Jacobi). */
+static void largest_eigenvector4(double a[4][4], double out[4])
+{
+    double v[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+    for (int sweep = 0; sweep < 50; sweep++) {
+        double off = 0.0, diag = 0.0;
+        for (int p = 0; p < 4; p++) {
+            diag += a[p][p] * a[p][p];
+            for (int q = p + 1; q < 4; q++) off += a[p][q] * a[p][q];
+        }
+        if (off <= 1e-30 * diag || off == 0.0) break;
+        for (int p = 0; p < 3; p++)
+            for (int q = p + 1; q < 4; q++) {
+                if (a[p][q] == 0.0) continue;
+                const double theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+                const double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+                const double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (int k = 0; k < 4; k++) {  /* A <- A J (columns p, q) */
+                    const double akp = a[k][p], akq = a[k][q];
+                    a[k][p] = c * akp - s * akq;
+                    a[k][q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < 4; k++) {  /* A <- J^T A (rows p, q) */
+                    const double apk = a[p][k], aqk = a[q][k];
+                    a[p][k] = c * apk - s * aqk;
+                    a[q][k] = s * apk + c * aqk;
+                }
+                for (int k = 0; k < 4; k++) {  /* V <- V J */
+                    const double vkp = v[k][p], vkq = v[k][q];
+                    v[k][p] = c * vkp - s * vkq;
+                    v[k][q] = s * vkp + c * vkq;
+                }
+            }
+    }
+    int best = 0;
+    for (int k = 1; k < 4; k++)
+        if (a[k][k] > a[best][best]) best = k;
+    for (int k = 0; k < 4; k++) out[k] = v[k][best];
+}
+
+/* Least-squares similarity target ~= scale * R @ source + t over n points (float64, (n, 3)),
+ * the same optimum as service.pose.umeyama (proper rotation), found with Horn's quaternion
+ * method (1987): no 3x3 SVD, and a reflection can never come out. */
+static void similarity_fit(const double *src, const double *tgt, int n, double R[9], double *scale, double t[3])
+{
+    double ms[3] = {0, 0, 0}, mt[3] = {0, 0, 0};
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) { ms[k] += src[3 * i + k]; mt[k] += tgt[3 * i + k]; }
+    for (int k = 0; k < 3; k++) { ms[k] /= n; mt[k] /= n; }
+    double S[3][3] = {{0}}, var_s = 0.0;  /* S[a][b] = sum of centred src_a * tgt_b */
+    for (int i = 0; i < n; i++) {
+        const double sx = src[3 * i] - ms[0], sy = src[3 * i + 1] - ms[1], sz = src[3 * i + 2] - ms[2];
+        const double tx = tgt[3 * i] - mt[0], ty = tgt[3 * i + 1] - mt[1], tz = tgt[3 * i + 2] - mt[2];
+        S[0][0] += sx * tx; S[0][1] += sx * ty; S[0][2] += sx * tz;
+        S[1][0] += sy * tx; S[1][1] += sy * ty; S[1][2] += sy * tz;
+        S[2][0] += sz * tx; S[2][1] += sz * ty; S[2][2] += sz * tz;
+        var_s += sx * sx + sy * sy + sz * sz;
+    }
+    double N[4][4] = {
+        {S[0][0] + S[1][1] + S[2][2], S[1][2] - S[2][1], S[2][0] - S[0][2], S[0][1] - S[1][0]},
+        {S[1][2] - S[2][1], S[0][0] - S[1][1] - S[2][2], S[0][1] + S[1][0], S[2][0] + S[0][2]},
+        {S[2][0] - S[0][2], S[0][1] + S[1][0], -S[0][0] + S[1][1] - S[2][2], S[1][2] + S[2][1]},
+        {S[0][1] - S[1][0], S[2][0] + S[0][2], S[1][2] + S[2][1], -S[0][0] - S[1][1] + S[2][2]}};
+    double q[4];
+    largest_eigenvector4(N, q);
+    const double w = q[0], x = q[1], y = q[2], z = q[3];
+    const double nq = w * w + x * x + y * y + z * z;
+    R[0] = (w * w + x * x - y * y - z * z) / nq; R[1] = 2 * (x * y - w * z) / nq; R[2] = 2 * (x * z + w * y) / nq;
+    R[3] = 2 * (y * x + w * z) / nq; R[4] = (w * w - x * x + y * y - z * z) / nq; R[5] = 2 * (y * z - w * x) / nq;
+    R[6] = 2 * (z * x - w * y) / nq; R[7] = 2 * (z * y + w * x) / nq; R[8] = (w * w - x * x - y * y + z * z) / nq;
+    double trace = 0.0;  /* trace(R^T cov) with cov[i][j] = S[j][i] / n: the singular values' signed sum */
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) trace += R[3 * i + j] * S[j][i];
+    *scale = var_s > 0 ? trace / var_s : 0.0;
+    for (int i = 0; i < 3; i++)
+        t[i] = mt[i] - *scale * (R[3 * i] * ms[0] + R[3 * i + 1] * ms[1] + R[3 * i + 2] * ms[2]);
+}
+
+/* vertices = mean + basis @ coefficients, the product in float32. The basis is given transposed,
+ * (K, 3n), so the product is K independent row updates that the compiler vectorises (a dot
+ * product per row would be a reduction, which C's strict float order keeps scalar). */
+static inline __attribute__((always_inline)) void model_vertices(const double *mean, const float *basis_t,
+                                                                int n3, int K, const float *coef, float *acc,
+                                                                double *out)
+{
+    for (int r = 0; r < n3; r++) acc[r] = 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float *row = basis_t + (long)k * n3;
+        const float c = coef[k];
+        for (int r = 0; r < n3; r++) acc[r] += c * row[r];
+    }
+    for (int r = 0; r < n3; r++) out[r] = mean[r] + (double)acc[r];
+}
+
+/* The 62-parameter fit of service/face_model.py (FaceModel.fit) in one call.
+ *
+ * points       : (n, 3) float64 FaceMesh points in image pixels (finite; checked by the caller)
+ * mean         : (n, 3) float64 model mean
+ * basis_t      : (K, 3n) float32 shape+expression basis, transposed
+ * solver_t     : (3n, K) float32 ridge solve, transposed
+ * coefficients : (K,) float64: in, the start when warm != 0 (else ignored); out, the fit
+ * camera       : (12,) float64 out: [scale * R | t] row-major
+ * work         : scratch of 3n float64 then 6n float32 (48n bytes)
+ * spread       : (1,) float64 out: RMS distance of the points from their centroid, so the
+ *                caller can reject points that do not span a face (then the fit is NaN)
+ * Alternates `iterations` times: similarity fit of the current model face to the points,
+ * then the ridge solve of the coefficients in the model frame; a last similarity fit.
+ * The float32 products sum in another order than numpy's BLAS (agreement ~1e-6 relative).
+ * Returns 0, or -1 on bad arguments. */
+static inline __attribute__((always_inline)) void
+fit_body(const double *points, int n, const double *mean, const float *basis_t, const float *solver_t,
+         int K, int iterations, int warm, double *coefficients, double *camera, void *work)
+{
+    const int n3 = 3 * n;
+    double *vertices = (double *)work;
+    float *diff = (float *)(vertices + n3), *acc = diff + n3;
+    float coef[1024];
+    if (warm) {
+        for (int k = 0; k < K; k++) coef[k] = (float)coefficients[k];
+        model_vertices(mean, basis_t, n3, K, coef, acc, vertices);
+    } else {
+        for (int k = 0; k < K; k++) coefficients[k] = 0.0;
+        memcpy(vertices, mean, sizeof(double) * n3);
+    }
+    double R[9], s, t[3];
+    for (int it = 0; it < iterations; it++) {
+        similarity_fit(vertices, points, n, R, &s, t);
+        for (int i = 0; i < n; i++) {  /* aligned = R^T (p - t) / s, minus the mean */
+            const double px = points[3 * i] - t[0], py = points[3 * i + 1] - t[1], pz = points[3 * i + 2] - t[2];
+            for (int k = 0; k < 3; k++)
+                diff[3 * i + k] = (float)((px * R[k] + py * R[3 + k] + pz * R[6 + k]) / s - mean[3 * i + k]);
+        }
+        for (int k = 0; k < K; k++) coef[k] = 0.0f;
+        for (int r = 0; r < n3; r++) {  /* coef = solver @ diff as row updates (see model_vertices) */
+            const float *row = solver_t + (long)r * K;
+            const float d = diff[r];
+            for (int k = 0; k < K; k++) coef[k] += d * row[k];
+        }
+        for (int k = 0; k < K; k++) coefficients[k] = (double)coef[k];
+        model_vertices(mean, basis_t, n3, K, coef, acc, vertices);
+    }
+    similarity_fit(vertices, points, n, R, &s, t);
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++) camera[4 * i + j] = s * R[3 * i + j];
+        camera[4 * i + 3] = t[i];
+    }
+}
+static void fit_sse2(const double *p, int n, const double *m, const float *b, const float *s, int K, int it,
+                     int warm, double *c, double *cam, void *w) { fit_body(p, n, m, b, s, K, it, warm, c, cam, w); }
+#ifdef RENDER_AVX2
+/* The same code compiled for AVX2: the products run 8 floats wide instead of 4. */
+__attribute__((target("avx2"))) static void fit_avx2(const double *p, int n, const double *m, const float *b,
+                                                     const float *s, int K, int it, int warm, double *c,
+                                                     double *cam, void *w)
+{
+    fit_body(p, n, m, b, s, K, it, warm, c, cam, w);
+}
+#endif
+
+int model_fit(const double *points, int n, const double *mean, const float *basis_t, const float *solver_t,
+              int K, int iterations, int warm, double *coefficients, double *camera, void *work, double *spread)
+{
+    if (!points || !mean || !basis_t || !solver_t || !coefficients || !camera || !work || !spread || n < 3
+        || K <= 0 || K > 1024 || iterations < 0)
+        return -1;
+    double centroid[3] = {0, 0, 0}, sum_sq = 0.0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) centroid[k] += points[3 * i + k];
+    for (int k = 0; k < 3; k++) centroid[k] /= n;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) sum_sq += (points[3 * i + k] - centroid[k]) * (points[3 * i + k] - centroid[k]);
+    *spread = sqrt(sum_sq / n);
+#ifdef RENDER_AVX2
+    if (__builtin_cpu_supports("avx2")) {
+        fit_avx2(points, n, mean, basis_t, solver_t, K, iterations, warm, coefficients, camera, work);
+        return 0;
+    }
+#endif
+    fit_sse2(points, n, mean, basis_t, solver_t, K, iterations, warm, coefficients, camera, work);
     return 0;
 }

@@ -88,6 +88,7 @@ class FaceModel:
     _basis32: np.ndarray = field(init=False, repr=False)
     _dense_maps: list = field(init=False, repr=False)
     _native_subdivision: object = field(init=False, repr=False, default=None)
+    _native_fit: object = field(init=False, repr=False, default=None)
     _render_triangles: np.ndarray | None = field(init=False, repr=False, default=None)
     dense_triangles: np.ndarray = field(init=False, repr=False)
 
@@ -124,7 +125,8 @@ class FaceModel:
         coefficients = np.concatenate([shape, expression])
         return self.mean + (self._basis @ coefficients).reshape(-1, 3)
 
-    def fit(self, points: np.ndarray, iterations: int = 4, initial: np.ndarray | None = None) -> np.ndarray:
+    def fit(self, points: np.ndarray, iterations: int = 4, initial: np.ndarray | None = None,
+            native: bool = True) -> np.ndarray:
         """The 62 parameters that best explain FaceMesh points.
 
         Alternates a similarity fit (Umeyama) of the current model face to the
@@ -141,19 +143,43 @@ class FaceModel:
             Parameters to start from (e.g. the previous video frame's): their 50
             coefficients replace the mean face as the first estimate, so fewer
             alternations reach the same fit.
+        native : bool
+            Run the alternations in C (:class:`service.kernels.NativeFit`, the
+            renderer's library; default) or in numpy (the reference the tests
+            compare against; they agree to ~1e-6 of the face size).
         """
         points = np.asarray(points, np.float64)
         if points.shape != self.mean.shape or not np.isfinite(points).all():
             raise ValueError("fit needs 468 finite 3D points")
-        spread = float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean()))
+        start = None
+        if initial is not None:
+            start = np.asarray(initial, np.float64)[N_CAMERA:]
+            if start.shape != (N_SHAPE + N_EXPRESSION,) or not np.isfinite(start).all():
+                raise ValueError("initial must be 62 finite parameters")
+        if native:
+            if self._native_fit is None:
+                from .kernels import NativeFit
+
+                self._native_fit = NativeFit(self.mean, self._basis32, self._solver32)
+            camera, coefficients, spread = self._native_fit.fit(points, iterations, start)
+        else:
+            spread = float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean()))
         if not 1e-6 < spread < 1e12:  # all at one place (no scale), or beyond float64 squares
             raise FitError(f"fit needs points that span a face (their spread is {spread:.3g} pixels)")
+        if not native:
+            camera, coefficients = self._fit_reference(points, iterations, start)
+        params = np.concatenate([camera.ravel(), coefficients])
+        if not (np.isfinite(params).all() and camera[0, :3] @ camera[0, :3] > 0):
+            raise FitError("fit failed on these points (degenerate: no finite similarity transform)")
+        return params
+
+    def _fit_reference(self, points: np.ndarray, iterations: int, start: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """numpy alternations of :meth:`fit`: ``(camera (3, 4), coefficients (50,))``."""
         coefficients = np.zeros(N_SHAPE + N_EXPRESSION)
         vertices = self.mean
-        if initial is not None:
-            coefficients = np.asarray(initial, np.float64)[N_CAMERA:].copy()
-            if coefficients.shape != (N_SHAPE + N_EXPRESSION,) or not np.isfinite(coefficients).all():
-                raise ValueError("initial must be 62 finite parameters")
+        if start is not None:
+            coefficients = start.copy()
             vertices = self.mean + (self._basis32 @ coefficients.astype(np.float32)).reshape(-1, 3)
         try:
             with np.errstate(all="ignore"):
@@ -166,11 +192,7 @@ class FaceModel:
                 rotation, scale, translation = umeyama(vertices, points)
         except np.linalg.LinAlgError as exc:
             raise FitError(f"fit failed on these points ({exc})") from None
-        camera = np.hstack([scale * rotation, translation[:, None]])
-        params = np.concatenate([camera.ravel(), coefficients])
-        if not (np.isfinite(params).all() and scale > 0):
-            raise FitError("fit failed on these points (degenerate: no finite similarity transform)")
-        return params
+        return np.hstack([scale * rotation, translation[:, None]]), coefficients
 
     def points468(self, params62: np.ndarray) -> np.ndarray:
         """The model's 468 points in image pixels."""

@@ -1,13 +1,14 @@
 """C kernels of the per-frame model stages, in the renderer's library (``render/render.c``).
 
-Two inner loops run per face and frame where numpy's per-call overhead, not
+Three inner loops run per face and frame where numpy's per-call overhead, not
 arithmetic, decided the time: the 68-landmark tree cascade (10 stages x 150
-trees: about 30 numpy calls per stage) and the subdivision of the 468-point
-mesh into the dense mesh (three sparse products). Both are exact ports of the
+trees: about 30 numpy calls per stage), the subdivision of the 468-point mesh
+into the dense mesh (three sparse products) and the 62-parameter model fit
+(about 20 small calls per alternation around a 3x3 SVD). All are ports of the
 numpy reference code (:meth:`service.landmarks68.CascadeRefiner.refine`,
-:meth:`service.face_model.FaceModel.dense_vertices`), which the tests compare
-against, and both release the GIL (ctypes), so a second thread can render or
-encode meanwhile.
+:meth:`service.face_model.FaceModel.dense_vertices`,
+:meth:`service.face_model.FaceModel.fit`), which the tests compare against, and
+all release the GIL (ctypes), so a second thread can render or encode meanwhile.
 
 The cascade's leaf table is stored as int16 with one scale per stage: each face
 reads 150 scattered 136-value rows per stage from a 13 MB float32 table, so
@@ -43,6 +44,10 @@ def _library() -> ctypes.CDLL:
                                        _P, _P, _P]               # leaves, leaf_scales, work
         lib.csr_apply3.restype = _I
         lib.csr_apply3.argtypes = [_I, _I, _P, _P, _P, _P, _P]
+        lib.model_fit.restype = _I
+        lib.model_fit.argtypes = [_P, _I, _P, _P, _P,            # points, n, mean, basis_t, solver_t
+                                  _I, _I, _I, _P, _P, _P, _P]    # K, iterations, warm, coefficients, camera, work,
+                                                                 # spread
         lib._kernels_typed = True
     return lib
 
@@ -144,3 +149,51 @@ class NativeSubdivision:
                 raise ValueError("csr_apply3: index out of range (corrupt subdivision map?)")
             current = out
         return current
+
+
+class NativeFit:
+    """The alternating 62-parameter fit of a :class:`~service.face_model.FaceModel`, run in C.
+
+    Parameters
+    ----------
+    mean : ndarray, shape (n, 3)
+        Model mean.
+    basis32 : ndarray, shape (3n, K)
+        float32 shape and expression basis.
+    solver32 : ndarray, shape (K, 3n)
+        float32 ridge solve.
+    """
+
+    def __init__(self, mean: np.ndarray, basis32: np.ndarray, solver32: np.ndarray):
+        self._lib = _library()
+        self._mean = np.ascontiguousarray(mean, np.float64)
+        self.n_points = len(self._mean)
+        # Transposed, so both products are row updates the C compiler vectorises (see render.c).
+        self._basis_t = np.ascontiguousarray(np.asarray(basis32, np.float32).T)
+        self._solver_t = np.ascontiguousarray(np.asarray(solver32, np.float32).T)
+        self.n_coefficients = len(self._basis_t)
+
+    def fit(self, points: np.ndarray, iterations: int, initial: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(camera (3, 4), coefficients (K,), spread)`` for finite ``(n, 3)`` points.
+
+        ``initial`` (K coefficients) warm-starts the first alternation. ``spread``
+        is the points' RMS distance from their centroid: where it is 0 (or not
+        finite) the points span no face and the fit is not a number.
+        """
+        points = np.ascontiguousarray(points, np.float64)
+        if points.shape != (self.n_points, 3):
+            raise ValueError(f"the fit needs ({self.n_points}, 3) points, got {points.shape}")
+        coefficients = (np.zeros(self.n_coefficients) if initial is None
+                        else np.array(initial, np.float64, order="C"))
+        if coefficients.shape != (self.n_coefficients,):
+            raise ValueError(f"initial must be {self.n_coefficients} coefficients, got {coefficients.shape}")
+        camera = np.empty((3, 4), np.float64)
+        spread = np.empty(1, np.float64)
+        work = np.empty(self.n_points * 6, np.float64)  # 3n doubles + 6n floats; per call: thread-safe
+        if self._lib.model_fit(points.ctypes.data, self.n_points, self._mean.ctypes.data,
+                               self._basis_t.ctypes.data, self._solver_t.ctypes.data, self.n_coefficients,
+                               int(iterations), int(initial is not None), coefficients.ctypes.data,
+                               camera.ctypes.data, work.ctypes.data, spread.ctypes.data) != 0:
+            raise ValueError("model_fit rejected its arguments")
+        return camera, coefficients, float(spread[0])

@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from service.face_model import FaceModel, pose_from_params
+from service.face_model import FaceModel, FitError, pose_from_params
 from service.kernels import NativeCascade, quantise_leaves
 from service.landmarks68 import CascadeRefiner, FaceFrame, Landmarks68Model
+from service.pose import rotation_matrix
 from service.video_io import VideoSource
 
 
@@ -99,3 +100,59 @@ def test_native_subdivision_equals_scipy():
         np.testing.assert_allclose(native, reference, rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="468"):
         model.subdivide(np.zeros((10, 3), np.float32))
+
+
+def _fit_difference(model, a, b):
+    """Largest distance between the model points of two fits, in eye distances (outer corners)."""
+    pa, pb = model.points468(a), model.points468(b)
+    return np.abs(pa - pb).max() / np.linalg.norm(pb[33] - pb[263])
+
+
+def test_native_fit_equals_numpy_on_video_frames(sample_video, video_pipeline):
+    """Cold (4 alternations) and warm-started (1, from the previous frame) fits on real FaceMesh points."""
+    model = video_pipeline.model
+    previous, compared = None, 0
+    with VideoSource(str(sample_video)) as source:
+        for index, frame in enumerate(source.frames()):
+            if index % 5 or index > 300:
+                continue
+            faces = video_pipeline.process(frame)
+            assert faces, f"no face on frame {index} of the sample video"
+            points = faces[0].points468
+            cold = model.fit(points, iterations=4)
+            assert _fit_difference(model, cold, model.fit(points, iterations=4, native=False)) < 1e-5
+            if previous is not None:
+                warm = model.fit(points, iterations=1, initial=previous)
+                reference = model.fit(points, iterations=1, initial=previous, native=False)
+                assert _fit_difference(model, warm, reference) < 1e-5
+                np.testing.assert_allclose(pose_from_params(warm).yaw_pitch_roll_deg,
+                                           pose_from_params(reference).yaw_pitch_roll_deg, atol=1e-4)
+                compared += 1
+            previous = cold
+    assert compared >= 50
+
+
+@pytest.mark.parametrize("yaw_pitch_roll", [(0, 0, 0), (89, 0, 0), (-179, 0, 0), (0, 0, 180), (30, 170, -60)])
+def test_native_fit_finds_any_rotation(yaw_pitch_roll):
+    """The quaternion solve in C against numpy's SVD where quaternions are awkward (half turns)."""
+    model = FaceModel.load()
+    rng = np.random.default_rng(3)
+    coefficients = rng.normal(size=50)
+    camera = np.hstack([rotation_matrix(yaw_pitch_roll) * 120.0, [[320.0], [240.0], [0.0]]])
+    truth = np.concatenate([camera.ravel(), coefficients])
+    points = model.points468(truth) + rng.normal(scale=0.5, size=(468, 3))
+    native, reference = model.fit(points), model.fit(points, native=False)
+    assert _fit_difference(model, native, reference) < 1e-5
+    np.testing.assert_allclose(native[:12], reference[:12], atol=1e-4 * 120)
+    # and both recover the rotation that made the points
+    fitted = native[:12].reshape(3, 4)[:, :3]
+    assert np.abs(fitted / np.linalg.norm(fitted[0]) - rotation_matrix(yaw_pitch_roll)).max() < 0.02
+
+
+def test_native_fit_rejects_points_that_span_no_face():
+    model = FaceModel.load()
+    for native in (True, False):
+        with pytest.raises(FitError, match="span a face"):
+            model.fit(np.full((468, 3), 7.0), native=native)
+        with pytest.raises(ValueError, match="finite"):
+            model.fit(np.full((468, 3), np.nan), native=native)
