@@ -910,7 +910,7 @@ static void largest_eigenvector4(double a[4][4], double out[4])
             diag += a[p][p] * a[p][p];
             for (int q = p + 1; q < 4; q++) off += a[p][q] * a[p][q];
         }
-        if (off <= 1e-30 * diag || off == 0.0) break;
+        if (off <= 1e-30 * diag) break;  /* also when all is zero */
         for (int p = 0; p < 3; p++)
             for (int q = p + 1; q < 4; q++) {
                 if (a[p][q] == 0.0) continue;

@@ -75,6 +75,19 @@ def _unload(lib: ctypes.CDLL) -> None:
         dlclose(lib._handle)
 
 
+def _open(lib_path: Path) -> tuple[ctypes.CDLL | None, str | None]:
+    """``(library, None)``, or ``(None, why it cannot serve this binding)`` (then it is unloaded)."""
+    try:
+        lib = ctypes.CDLL(str(lib_path))
+    except OSError as exc:
+        return None, f"could not be loaded ({exc})"
+    mismatch = _mismatch(lib)
+    if mismatch:
+        _unload(lib)
+        return None, mismatch
+    return lib, None
+
+
 def _build(target: Path) -> str | None:
     """Run ``build_render.sh``; return None on success, else the reason."""
     if BUILD_SCRIPT is None:  # installed package: compile the packaged render.c into target
@@ -124,31 +137,16 @@ def load_render_library(path: str | Path | None = None) -> ctypes.CDLL:
 
     lib, reason = None, None
     if lib_path.is_file():
-        try:
-            lib = ctypes.CDLL(str(lib_path))
-        except OSError as exc:
-            reason = f"it could not be loaded ({exc})"
-        else:
-            mismatch = _mismatch(lib)
-            if mismatch:
-                reason = f"it {mismatch}"
-                _unload(lib)
-                lib = None
+        lib, problem = _open(lib_path)
+        reason = f"it {problem}" if problem else None
     else:
         reason = "it does not exist"
 
     if lib is None and auto_build:
         err = _build(lib_path)
         if err is None:
-            try:
-                lib = ctypes.CDLL(str(lib_path))
-            except OSError as exc:
-                err = f"the rebuilt library could not be loaded ({exc})"
-            else:
-                mismatch = _mismatch(lib)
-                if mismatch:
-                    err = f"the rebuilt library {mismatch}"
-                    lib = None
+            lib, problem = _open(lib_path)
+            err = f"the rebuilt library {problem}" if problem else None
         reason = f"{reason}; {err}" if err else reason
     if lib is None:
         if BUILD_SCRIPT is None:
