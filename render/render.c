@@ -772,23 +772,57 @@ int render_maps(int height, int width,
 
 /* Grey level of one pixel: OpenCV's COLOR_BGR2GRAY for 8-bit images, bit for bit
  * (fixed point, 14 fractional bits, round half up). */
-static inline float gray_at(const uint8_t *image, long stride, int channels, int x, int y)
+static inline float gray_at(const uint8_t *p, int channels)
 {
-    const uint8_t *p = image + (long)y * stride + (long)x * channels;
     if (channels == 1) return (float)p[0];
     return (float)(((int)p[0] * 1868 + (int)p[1] * 9617 + (int)p[2] * 4899 + (1 << 13)) >> 14);
 }
 
-/* Round half to even, as numpy.rint, then clamp to [0, hi]. */
+/* Nearest integer (ties to even, as np.rint) clamped to [0, hi]; NaN gives 0. Every v below 0
+ * rounds to 0 or less and every v at or above hi to hi or more, so clamping first gives the
+ * same result, and then the conversion cannot overflow. On x86-64 one cvtsd2si (default
+ * rounding mode: to nearest, ties to even): libm's nearbyint is a function call that saves
+ * and restores the floating-point environment, which cost more than the rest of the
+ * cascade's sampling (two calls per feature point, 8000 per face and frame). */
 static inline int rint_clamp(double v, int hi)
 {
-    double r = nearbyint(v);  /* default rounding mode: to nearest, ties to even */
-    if (!(r >= 0.0)) return 0;  /* also NaN */
-    if (r > (double)hi) return hi;
-    return (int)r;
+    if (!(v > 0.0)) return 0;  /* also NaN */
+    if (v >= (double)hi) return hi;
+#ifdef RENDER_X86
+    return _mm_cvtsd_si32(_mm_set_sd(v));
+#else
+    return (int)nearbyint(v);
+#endif
 }
 
 #define CASCADE_MAX_TREES 4096
+#define CASCADE_MAX_POINTS 4096
+
+/* delta[j] = sum over k of leaf[rows[k] * 136 + j], j < 136, exact in int32. GCC leaves the
+ * plain nested loop scalar (a read-modify-write of delta per value: it was the cascade's
+ * largest cost), so on x86-64 eight columns at a time stay in two SSE2 registers while the
+ * rows go by (sign-extended by unpacking each value into the high half and shifting back). */
+static void cascade_sum_rows(const int16_t *leaf, const long *rows, int n_trees, int32_t *delta)
+{
+#ifdef RENDER_X86
+    for (int j = 0; j < 136; j += 8) {
+        __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();
+        for (int k = 0; k < n_trees; k++) {
+            const __m128i x = _mm_loadu_si128((const __m128i *)(leaf + rows[k] * 136 + j));
+            lo = _mm_add_epi32(lo, _mm_srai_epi32(_mm_unpacklo_epi16(x, x), 16));
+            hi = _mm_add_epi32(hi, _mm_srai_epi32(_mm_unpackhi_epi16(x, x), 16));
+        }
+        _mm_storeu_si128((__m128i *)(delta + j), lo);
+        _mm_storeu_si128((__m128i *)(delta + j + 4), hi);
+    }
+#else
+    for (int j = 0; j < 136; j++) delta[j] = 0;
+    for (int k = 0; k < n_trees; k++) {
+        const int16_t *row = leaf + rows[k] * 136;
+        for (int j = 0; j < 136; j++) delta[j] += row[j];
+    }
+#endif
+}
 
 /* Refine 68 landmarks in place with a cascade of regression trees.
  *
@@ -804,7 +838,8 @@ static inline int rint_clamp(double v, int hi)
  *             each face reads K scattered rows per stage; the sums are exact integers)
  * leaf_scales: (T,) float64
  * work      : P floats of scratch
- * Returns 0, or -1 on bad arguments (at most CASCADE_MAX_TREES trees per stage). */
+ * Returns 0, or -1 on bad arguments (at most CASCADE_MAX_TREES trees and CASCADE_MAX_POINTS
+ * feature points per stage). */
 int cascade_refine(const uint8_t *image, int height, int width, int channels, long stride,
                    double *shape, const double *frame,
                    int n_stages, int n_points, int n_trees, int depth,
@@ -813,42 +848,53 @@ int cascade_refine(const uint8_t *image, int height, int width, int channels, lo
                    const int16_t *leaves, const double *leaf_scales, float *work)
 {
     if (!image || !shape || !frame || height <= 0 || width <= 0 || (channels != 1 && channels != 3)
-        || n_stages < 0 || n_points <= 0 || n_trees <= 0 || n_trees > CASCADE_MAX_TREES
-        || depth <= 0 || depth > 16)
+        || n_stages < 0 || n_points <= 0 || n_points > CASCADE_MAX_POINTS
+        || n_trees <= 0 || n_trees > CASCADE_MAX_TREES || depth <= 0 || depth > 16)
         return -1;
     const double s = frame[2];  /* frame[0:2], the origin, is not needed: shapes move relative to themselves */
     const double r00 = frame[3], r01 = frame[4], r10 = frame[5], r11 = frame[6];
     const int n_nodes = (1 << depth) - 1, n_leaves = 1 << depth;
     int32_t delta[136];
     long rows[CASCADE_MAX_TREES];
+    long pixel[CASCADE_MAX_POINTS];  /* byte offset of each feature point's pixel */
     for (int t = 0; t < n_stages; t++) {
         const int32_t *anc = anchors + (long)t * n_points;
         const double *off = offsets + (long)t * n_points * 2;
+        /* Addresses first, each prefetched, then the reads: the frame is out of the cache by
+         * now (the network ran in between) and the points are scattered over the face, so
+         * this lets the misses overlap. */
         for (int p = 0; p < n_points; p++) {
             const int a = anc[p];
             if (a < 0 || a >= 68) return -1;
             /* location = shape[a] + (offset @ rot.T) * scale */
             const double lx = shape[2 * a] + (off[2 * p] * r00 + off[2 * p + 1] * r01) * s;
             const double ly = shape[2 * a + 1] + (off[2 * p] * r10 + off[2 * p + 1] * r11) * s;
-            work[p] = gray_at(image, stride, channels, rint_clamp(lx, width - 1), rint_clamp(ly, height - 1));
+            pixel[p] = (long)rint_clamp(ly, height - 1) * stride + (long)rint_clamp(lx, width - 1) * channels;
+#if defined(__GNUC__)
+            __builtin_prefetch(image + pixel[p], 0, 0);
+#endif
         }
+        for (int p = 0; p < n_points; p++) work[p] = gray_at(image + pixel[p], channels);
         const int32_t *u = split_u + (long)t * n_trees * n_nodes;
         const int32_t *v = split_v + (long)t * n_trees * n_nodes;
         const float *thr = thresholds + (long)t * n_trees * n_nodes;
         const int16_t *leaf = leaves + (long)t * n_trees * n_leaves * 136;
-        /* Two passes: walk every tree and prefetch its leaf row, then sum the rows. The rows are
-         * scattered over a table of megabytes, so the time is memory latency; with all the
-         * fetches in flight at once it overlaps instead of adding up tree after tree. */
-        for (int k = 0; k < n_trees; k++) {
-            const long base = (long)k * n_nodes;
-            int node = 0;
-            for (int d = 0; d < depth; d++) {
-                const long at = base + node;
+        /* Walk the trees level by level, all trees at each level: each walk is a chain of
+         * dependent loads, and interleaving the trees lets the chains overlap. Then prefetch
+         * every tree's leaf row before summing them: the rows are scattered over a table of
+         * megabytes, so with all the fetches in flight at once the memory latency overlaps
+         * instead of adding up tree after tree. */
+        for (int k = 0; k < n_trees; k++) rows[k] = 0;
+        for (int d = 0; d < depth; d++) {
+            for (int k = 0; k < n_trees; k++) {
+                const long at = (long)k * n_nodes + rows[k];
                 const int32_t iu = u[at], iv = v[at];
                 if (iu < 0 || iu >= n_points || iv < 0 || iv >= n_points) return -1;
-                node = 2 * node + 1 + ((work[iu] - work[iv]) > thr[at]);
+                rows[k] = 2 * rows[k] + 1 + ((work[iu] - work[iv]) > thr[at]);
             }
-            const long row = (long)k * n_leaves + (node - n_nodes);
+        }
+        for (int k = 0; k < n_trees; k++) {
+            const long row = (long)k * n_leaves + (rows[k] - n_nodes);
             rows[k] = row;
 #if defined(__GNUC__)
             const char *start = (const char *)(leaf + row * 136);
@@ -856,11 +902,7 @@ int cascade_refine(const uint8_t *image, int height, int width, int channels, lo
             __builtin_prefetch(start + 136 * sizeof(int16_t) - 1, 0, 0);  /* a misaligned row's last line */
 #endif
         }
-        for (int j = 0; j < 136; j++) delta[j] = 0;
-        for (int k = 0; k < n_trees; k++) {
-            const int16_t *row = leaf + rows[k] * 136;
-            for (int j = 0; j < 136; j++) delta[j] += row[j];
-        }
+        cascade_sum_rows(leaf, rows, n_trees, delta);
         /* shape += (delta @ rot.T) * scale */
         const double q = leaf_scales[t];
         for (int i = 0; i < 68; i++) {
