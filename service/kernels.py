@@ -87,6 +87,11 @@ class NativeCascade:
         self._split_v = np.ascontiguousarray(refiner.split_v, np.int32)
         self._thresholds = np.ascontiguousarray(refiner.thresholds, np.float32)
         self._leaves, self._leaf_scales = quantise_leaves(refiner.leaves)
+        # Addresses of the constant tables, taken once: ``.ctypes`` costs ~1.5 us an array
+        # (the arrays live as long as this object).
+        self._table_pointers = tuple(a.ctypes.data for a in (
+            self._anchors, self._offsets, self._split_u, self._split_v, self._thresholds, self._leaves,
+            self._leaf_scales))
 
     def refine(self, image: np.ndarray, shape: np.ndarray, frame) -> np.ndarray:
         """Refined ``(68, 2)`` landmarks from an initial estimate.
@@ -114,9 +119,7 @@ class NativeCascade:
         status = self._lib.cascade_refine(
             image.ctypes.data, image.shape[0], image.shape[1], 1 if image.ndim == 2 else 3, image.strides[0],
             out.ctypes.data, frame_values.ctypes.data, self.n_stages, self.n_points, self.n_trees, self.depth,
-            self._anchors.ctypes.data, self._offsets.ctypes.data, self._split_u.ctypes.data,
-            self._split_v.ctypes.data, self._thresholds.ctypes.data, self._leaves.ctypes.data,
-            self._leaf_scales.ctypes.data, work.ctypes.data)
+            *self._table_pointers, work.ctypes.data)
         if status != 0:
             raise ValueError("cascade_refine rejected its arguments (corrupt landmark asset?)")
         return out
@@ -133,9 +136,11 @@ class NativeSubdivision:
 
     def __init__(self, maps):
         self._lib = _library()
-        self._maps = [(int(m.shape[0]), int(m.shape[1]), np.ascontiguousarray(m.indptr, np.int32),
-                       np.ascontiguousarray(m.indices, np.int32), np.ascontiguousarray(m.data, np.float32))
-                      for m in maps]
+        arrays = [(np.ascontiguousarray(m.indptr, np.int32), np.ascontiguousarray(m.indices, np.int32),
+                   np.ascontiguousarray(m.data, np.float32)) for m in maps]
+        self._arrays = arrays  # kept alive for the addresses below (taken once, see NativeCascade)
+        self._maps = [(int(m.shape[0]), int(m.shape[1]), *(a.ctypes.data for a in csr))
+                      for m, csr in zip(maps, arrays)]
 
     def apply(self, vertices: np.ndarray) -> np.ndarray:
         """The subdivided vertices, a new ``(rows of the last map, 3)`` float32 array."""
@@ -144,8 +149,7 @@ class NativeSubdivision:
             if current.shape != (cols, 3):
                 raise ValueError(f"subdivision level {k} needs ({cols}, 3) vertices, got {current.shape}")
             out = np.empty((rows, 3), np.float32)  # per call: thread-safe
-            if self._lib.csr_apply3(rows, cols, indptr.ctypes.data, indices.ctypes.data, data.ctypes.data,
-                                    current.ctypes.data, out.ctypes.data) != 0:
+            if self._lib.csr_apply3(rows, cols, indptr, indices, data, current.ctypes.data, out.ctypes.data) != 0:
                 raise ValueError("csr_apply3: index out of range (corrupt subdivision map?)")
             current = out
         return current
@@ -172,6 +176,7 @@ class NativeFit:
         self._basis_t = np.ascontiguousarray(np.asarray(basis32, np.float32).T)
         self._solver_t = np.ascontiguousarray(np.asarray(solver32, np.float32).T)
         self.n_coefficients = len(self._basis_t)
+        self._table_pointers = tuple(a.ctypes.data for a in (self._mean, self._basis_t, self._solver_t))
 
     def fit(self, points: np.ndarray, iterations: int, initial: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -191,8 +196,8 @@ class NativeFit:
         camera = np.empty((3, 4), np.float64)
         spread = np.empty(1, np.float64)
         work = np.empty(self.n_points * 6, np.float64)  # 3n doubles + 6n floats; per call: thread-safe
-        if self._lib.model_fit(points.ctypes.data, self.n_points, self._mean.ctypes.data,
-                               self._basis_t.ctypes.data, self._solver_t.ctypes.data, self.n_coefficients,
+        mean, basis_t, solver_t = self._table_pointers
+        if self._lib.model_fit(points.ctypes.data, self.n_points, mean, basis_t, solver_t, self.n_coefficients,
                                int(iterations), int(initial is not None), coefficients.ctypes.data,
                                camera.ctypes.data, work.ctypes.data, spread.ctypes.data) != 0:
             raise ValueError("model_fit rejected its arguments")
