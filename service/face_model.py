@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import assets
-from .pose import Pose, umeyama, yaw_pitch_roll_deg
+from .pose import Pose, det3, umeyama, yaw_pitch_roll_deg
 from .subdivision import subdivision_maps
 
 N_CAMERA, N_SHAPE, N_EXPRESSION = 12, 40, 10
@@ -48,7 +48,7 @@ def pose_from_params(params62: np.ndarray) -> Pose:
     """Head pose (rotation, scale, translation, yaw/pitch/roll) from the camera part."""
     camera, _, _ = split_params(params62)
     linear = camera[:, :3]
-    scale = float(np.cbrt(np.linalg.det(linear)))
+    scale = float(np.cbrt(det3(linear)))
     rotation = linear / scale if scale > 0 else np.eye(3)
     return Pose(rotation=rotation, scale=scale, translation=camera[:, 3].copy(),
                 yaw_pitch_roll_deg=yaw_pitch_roll_deg(rotation))

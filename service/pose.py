@@ -23,6 +23,7 @@ mirrored image gives ``(-yaw, pitch, -roll)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,24 +91,33 @@ def umeyama(source: np.ndarray, target: np.ndarray, weights: np.ndarray | None =
 
 
 def rotation_matrix(yaw_pitch_roll_deg) -> np.ndarray:
-    """Rotation matrix from AFLW2000-3D yaw, pitch, roll in degrees."""
-    yaw, pitch, roll = np.deg2rad(np.asarray(yaw_pitch_roll_deg, np.float64))
-    cy, sy = np.cos(yaw), np.sin(yaw)
-    cx, sx = np.cos(-pitch), np.sin(-pitch)
-    cz, sz = np.cos(roll), np.sin(roll)
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    return rot_z @ rot_y @ rot_x
+    """Rotation matrix from AFLW2000-3D yaw, pitch, roll in degrees.
+
+    ``Rz(roll) @ Ry(yaw) @ Rx(-pitch)``, multiplied out (plain floats: this runs
+    per face and frame, where numpy's per-call cost would dominate).
+    """
+    yaw, pitch, roll = (math.radians(float(a)) for a in np.asarray(yaw_pitch_roll_deg, np.float64))
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    cx, sx = math.cos(-pitch), math.sin(-pitch)
+    cz, sz = math.cos(roll), math.sin(roll)
+    return np.array([[cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
+                     [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
+                     [-sy, cy * sx, cy * cx]])
 
 
 def yaw_pitch_roll_deg(rotation: np.ndarray) -> np.ndarray:
     """AFLW2000-3D yaw, pitch, roll in degrees of a rotation matrix (inverse of :func:`rotation_matrix`)."""
-    r = np.asarray(rotation, np.float64)
-    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
-    pitch = -np.arctan2(r[2, 1], r[2, 2])
-    roll = np.arctan2(r[1, 0], r[0, 0])
-    return np.rad2deg(np.array([yaw, pitch, roll]))
+    (r00, _, _), (r10, _, _), (r20, r21, r22) = np.asarray(rotation, np.float64).tolist()
+    yaw = math.asin(min(max(-r20, -1.0), 1.0))
+    pitch = -math.atan2(r21, r22)
+    roll = math.atan2(r10, r00)
+    return np.array([math.degrees(yaw), math.degrees(pitch), math.degrees(roll)])
+
+
+def det3(matrix: np.ndarray) -> float:
+    """Determinant of a 3x3 matrix (plain floats: a fifth of ``np.linalg.det``'s cost)."""
+    (a, b, c), (d, e, f), (g, h, i) = np.asarray(matrix, np.float64).tolist()
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
 
 
 def estimate_pose(points: np.ndarray, canonical: np.ndarray, weights: np.ndarray | None = None) -> Pose:

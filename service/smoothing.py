@@ -177,6 +177,7 @@ class FaceSmoother:
         self.config = config
         self.default_dt = default_dt
         self._filters: dict[tuple, OneEuroFilter] = {}
+        self._bounds: dict[tuple, list] = {}  # per group: each name's (start, stop) in the flat array
 
     def reset(self) -> None:
         """Forget every array's past (new identity, re-detection jump, camera cut)."""
@@ -209,17 +210,24 @@ class FaceSmoother:
             groups.setdefault(self.config.for_name(name), []).append(name)
         out = {}
         for params, names in groups.items():
-            arrays = [np.asarray(values[name], np.float64) for name in names]
+            arrays = [np.asarray(values[name]) for name in names]
             key = tuple((name, a.shape) for name, a in zip(names, arrays))
             f = self._filters.get(key)
             if f is None:
                 f = self._filters[key] = OneEuroFilter(params, self.default_dt)
-            flat = np.concatenate([a.ravel() for a in arrays])
-            scale = np.concatenate([np.broadcast_to(np.asarray(scales.get(name, 1.0), np.float64), a.shape).ravel()
-                                    for name, a in zip(names, arrays)])
+            bounds = self._bounds.get(key)
+            if bounds is None:
+                ends = np.cumsum([a.size for a in arrays]).tolist()
+                bounds = self._bounds[key] = list(zip([0] + ends[:-1], ends))
+            # The group's values and speed scales side by side in one flat float64 array each,
+            # written slice by slice (fewer numpy calls than concatenating broadcast copies).
+            size = bounds[-1][1]
+            flat, scale = np.empty(size), np.empty(size)
+            for (start, stop), name, a in zip(bounds, names, arrays):
+                flat[start:stop] = a.reshape(-1)
+                value = scales.get(name, 1.0)
+                scale[start:stop] = value if np.ndim(value) == 0 else np.broadcast_to(value, a.shape).reshape(-1)
             smoothed = f(flat, t, scale)
-            start = 0
-            for name, a in zip(names, arrays):
-                out[name] = smoothed[start:start + a.size].reshape(a.shape)
-                start += a.size
+            for (start, stop), name, a in zip(bounds, names, arrays):
+                out[name] = smoothed[start:stop].reshape(a.shape)
         return out

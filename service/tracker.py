@@ -49,11 +49,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .aligner import Alignment, Roi, roi_from_points
+from .aligner import Alignment, Roi, points_bounds, roi_from_points
 from .detector import Detection, box_iou
 from .face_model import N_CAMERA, FitError, pose_from_params
 from .image_io import to_bgr_uint8
 from .pipeline import Face, FacePipeline
+from .pose import det3
 from .pose_calibration import corrected_pose
 from .scene_cut import DEFAULT_CUT_THRESHOLD, SceneCutDetector
 from .smoothing import FaceSmoother, SmoothingConfig
@@ -91,8 +92,7 @@ STAGES = ("detect", "align", "fit", "smooth")
 
 def box_from_points(points: np.ndarray) -> np.ndarray:
     """A BlazeFace-like box ``x1, y1, x2, y2`` from FaceMesh points ``(468, 3)``."""
-    xy = points[:, :2]
-    lo, hi = xy.min(0), xy.max(0)
+    lo, hi = points_bounds(points)
     side = BOX_SIDE_FACTOR * float((hi - lo).max())
     cx = (lo[0] + hi[0]) / 2
     cy = (lo[1] + hi[1]) / 2 + BOX_DOWN_SHIFT * (hi[1] - lo[1])
@@ -135,13 +135,13 @@ def smooth_face(face: Face, smoother: FaceSmoother, t: float) -> Face:
     """
     values = {name: getattr(face, name) for name in SMOOTHED_FIELDS if getattr(face, name, None) is not None}
     out = smoother(values, t, speed_scales(face))
-    changes = {name: value.astype(np.asarray(values[name]).dtype) for name, value in out.items()}
+    changes = {name: value.astype(np.asarray(values[name]).dtype, copy=False) for name, value in out.items()}
     if "params62" in out:
         params = out["params62"]
         linear = params[:N_CAMERA].reshape(3, 4)[:, :3]
         u, sv, vt = np.linalg.svd(linear)
         rotation = u @ vt
-        if np.linalg.det(rotation) < 0:  # cannot happen for small steps between rotations; keep it proper
+        if det3(rotation) < 0:  # cannot happen for small steps between rotations; keep it proper
             rotation = u @ np.diag([1.0, 1.0, -1.0]) @ vt
         camera = params[:N_CAMERA].reshape(3, 4).copy()
         camera[:, :3] = rotation * sv.mean()
