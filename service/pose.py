@@ -120,6 +120,39 @@ def det3(matrix: np.ndarray) -> float:
     return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
 
 
+def nearest_scaled_rotation(matrix: np.ndarray) -> tuple[np.ndarray, float]:
+    """The rotation nearest to a 3x3 ``matrix`` and the mean of its singular values.
+
+    The orthogonal polar factor (what ``u @ vt`` of an SVD gives), by Newton's
+    iteration ``X <- (X + X^-T) / 2`` from ``matrix / cbrt(det)``, in plain floats:
+    for the near-rotations this is used on (a smoothed camera) it converges in 2-3
+    steps and costs a fraction of a cold LAPACK SVD. The mean singular value is
+    ``trace(R^T M) / 3``. Falls back to the SVD (with the reflection removed, as
+    the nearest *proper* rotation) when ``det <= 0`` or the iteration does not converge.
+    """
+    m = np.asarray(matrix, np.float64)
+    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    if det > 0 and math.isfinite(det):
+        k = 1.0 / math.cbrt(det)
+        x = [a * k, b * k, c * k, d * k, e * k, f * k, g * k, h * k, i * k]
+        for _ in range(20):
+            x0, x1, x2, x3, x4, x5, x6, x7, x8 = x
+            cofactors = (x4 * x8 - x5 * x7, x5 * x6 - x3 * x8, x3 * x7 - x4 * x6,
+                         x2 * x7 - x1 * x8, x0 * x8 - x2 * x6, x1 * x6 - x0 * x7,
+                         x1 * x5 - x2 * x4, x2 * x3 - x0 * x5, x0 * x4 - x1 * x3)
+            inverse_det = 1.0 / (x0 * cofactors[0] + x1 * cofactors[1] + x2 * cofactors[2])
+            x = [0.5 * (v + w * inverse_det) for v, w in zip(x, cofactors)]  # (X + X^-T) / 2
+            if max(abs(v - w) for v, w in zip(x, (x0, x1, x2, x3, x4, x5, x6, x7, x8))) < 1e-13:
+                rotation = np.array(x).reshape(3, 3)
+                return rotation, float((rotation * m).sum()) / 3.0
+    u, singular, vt = np.linalg.svd(m)
+    if np.linalg.det(u @ vt) < 0:
+        u = u * np.array([1.0, 1.0, -1.0])
+    rotation = u @ vt
+    return rotation, float(singular.mean())
+
+
 def estimate_pose(points: np.ndarray, canonical: np.ndarray, weights: np.ndarray | None = None) -> Pose:
     """Similarity pose of face ``points`` (image frame) against the ``canonical`` face.
 

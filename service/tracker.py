@@ -54,7 +54,7 @@ from .detector import Detection, box_iou
 from .face_model import N_CAMERA, FitError, pose_from_params
 from .image_io import to_bgr_uint8
 from .pipeline import Face, FacePipeline
-from .pose import det3
+from .pose import nearest_scaled_rotation
 from .pose_calibration import corrected_pose
 from .scene_cut import DEFAULT_CUT_THRESHOLD, SceneCutDetector
 from .smoothing import FaceSmoother, SmoothingConfig
@@ -131,20 +131,17 @@ def smooth_face(face: Face, smoother: FaceSmoother, t: float) -> Face:
     """``face`` with :data:`SMOOTHED_FIELDS` smoothed, and the pose and box recomputed from them.
 
     The smoothed camera (first 12 of ``params62``) is projected back onto a
-    scaled rotation (nearest by SVD) before the pose is read from it.
+    scaled rotation (the nearest rotation, times the mean singular value:
+    :func:`service.pose.nearest_scaled_rotation`) before the pose is read from it.
     """
     values = {name: getattr(face, name) for name in SMOOTHED_FIELDS if getattr(face, name, None) is not None}
     out = smoother(values, t, speed_scales(face))
     changes = {name: value.astype(np.asarray(values[name]).dtype, copy=False) for name, value in out.items()}
     if "params62" in out:
         params = out["params62"]
-        linear = params[:N_CAMERA].reshape(3, 4)[:, :3]
-        u, sv, vt = np.linalg.svd(linear)
-        rotation = u @ vt
-        if det3(rotation) < 0:  # cannot happen for small steps between rotations; keep it proper
-            rotation = u @ np.diag([1.0, 1.0, -1.0]) @ vt
         camera = params[:N_CAMERA].reshape(3, 4).copy()
-        camera[:, :3] = rotation * sv.mean()
+        rotation, scale = nearest_scaled_rotation(camera[:, :3])
+        camera[:, :3] = rotation * scale
         params = np.concatenate([camera.ravel(), params[N_CAMERA:]])
         changes["params62"] = params
         # The same large-pose correction as the unsmoothed face (service.pose_calibration).

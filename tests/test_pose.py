@@ -6,7 +6,7 @@ import pytest
 
 from conftest import read_pts
 from service.face_assets import CanonicalFace
-from service.pose import estimate_pose, rotation_matrix, umeyama, yaw_pitch_roll_deg
+from service.pose import estimate_pose, nearest_scaled_rotation, rotation_matrix, umeyama, yaw_pitch_roll_deg
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,24 @@ def test_in_plane_rotation_changes_only_roll(real_pose_errors):
     assert len(rotation) >= 30
     median = np.median(rotation, axis=0)
     assert median[2] <= 2.0 and (median[:2] <= 3.0).all(), f"median |error| (yaw, pitch, roll) = {median}"
+
+
+def test_nearest_scaled_rotation_matches_the_svd_projection():
+    """Newton's polar iteration gives the SVD's nearest rotation and mean singular value."""
+    rng = np.random.default_rng(7)
+    for noise in (0.0, 1e-4, 0.05, 0.5):
+        for _ in range(50):
+            scale = rng.uniform(0.1, 400.0)
+            matrix = scale * rotation_matrix(rng.uniform([-90, -90, -180], [90, 90, 180]))
+            matrix = matrix + rng.normal(scale=noise * scale, size=(3, 3))
+            rotation, mean_singular = nearest_scaled_rotation(matrix)
+            u, singular, vt = np.linalg.svd(matrix)
+            expected = u @ vt
+            if np.linalg.det(expected) < 0:
+                expected = u @ np.diag([1.0, 1.0, -1.0]) @ vt
+            assert np.abs(rotation - expected).max() < 1e-9
+            assert abs(np.linalg.det(rotation) - 1.0) < 1e-9
+            assert abs(mean_singular - singular.mean()) < 1e-9 * scale
+    # A reflection (det < 0) still gives a proper rotation (the SVD fallback).
+    rotation, _ = nearest_scaled_rotation(np.diag([2.0, 2.0, -2.0]))
+    assert abs(np.linalg.det(rotation) - 1.0) < 1e-12
