@@ -176,12 +176,14 @@ class FaceSmoother:
     def __init__(self, config: SmoothingConfig = SmoothingConfig(), default_dt: float = 1.0 / 30.0):
         self.config = config
         self.default_dt = default_dt
-        self._filters: dict[tuple, OneEuroFilter] = {}
-        self._bounds: dict[tuple, list] = {}  # per group: each name's (start, stop) in the flat array
+        self._groups: dict[tuple, list] = {}   # names -> [(params, names sharing them)]
+        # per group (names and shapes): its filter, each name's (start, stop) in the flat
+        # arrays, and the flat value and speed-scale buffers
+        self._layouts: dict[tuple, tuple] = {}
 
     def reset(self) -> None:
         """Forget every array's past (new identity, re-detection jump, camera cut)."""
-        for f in self._filters.values():
+        for f, *_ in self._layouts.values():
             f.reset()
 
     def __call__(self, values: dict, t: float, scales: dict | None = None) -> dict:
@@ -205,28 +207,31 @@ class FaceSmoother:
         if not self.config.enabled:
             return dict(values)
         scales = scales or {}
-        groups: dict[OneEuroParams, list[str]] = {}
-        for name in values:
-            groups.setdefault(self.config.for_name(name), []).append(name)
+        # Which names share a filter depends only on the names: worked out once per set of names
+        # (hashing the parameter dataclasses every frame was a noticeable share of the cost).
+        groups = self._groups.get(tuple(values))
+        if groups is None:
+            by_params: dict[OneEuroParams, list[str]] = {}
+            for name in values:
+                by_params.setdefault(self.config.for_name(name), []).append(name)
+            groups = self._groups[tuple(values)] = list(by_params.items())
         out = {}
-        for params, names in groups.items():
+        for params, names in groups:
             arrays = [np.asarray(values[name]) for name in names]
             key = tuple((name, a.shape) for name, a in zip(names, arrays))
-            f = self._filters.get(key)
-            if f is None:
-                f = self._filters[key] = OneEuroFilter(params, self.default_dt)
-            bounds = self._bounds.get(key)
-            if bounds is None:
+            layout = self._layouts.get(key)
+            if layout is None:
                 ends = np.cumsum([a.size for a in arrays]).tolist()
-                bounds = self._bounds[key] = list(zip([0] + ends[:-1], ends))
+                layout = self._layouts[key] = (OneEuroFilter(params, self.default_dt),
+                                               list(zip([0] + ends[:-1], ends)), np.empty(ends[-1]),
+                                               np.empty(ends[-1]))
+            f, bounds, flat, scale = layout
             # The group's values and speed scales side by side in one flat float64 array each,
-            # written slice by slice (fewer numpy calls than concatenating broadcast copies).
-            size = bounds[-1][1]
-            flat, scale = np.empty(size), np.empty(size)
+            # written slice by slice into buffers kept between frames (the filter copies what it
+            # keeps): fewer numpy calls than concatenating broadcast copies.
             for (start, stop), name, a in zip(bounds, names, arrays):
                 flat[start:stop] = a.reshape(-1)
-                value = scales.get(name, 1.0)
-                scale[start:stop] = value if np.ndim(value) == 0 else np.broadcast_to(value, a.shape).reshape(-1)
+                scale[start:stop].reshape(a.shape)[...] = scales.get(name, 1.0)  # broadcast by numpy
             smoothed = f(flat, t, scale)
             for (start, stop), name, a in zip(bounds, names, arrays):
                 out[name] = smoothed[start:stop].reshape(a.shape)
