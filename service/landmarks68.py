@@ -17,8 +17,10 @@ faces (HELEN and LFPW train); AFW is held out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from . import assets
@@ -56,17 +58,33 @@ def ridge_features(points: np.ndarray, frame: FaceFrame, yaw_deg: float) -> np.n
 
 
 class RidgeLandmarks:
-    """Stage 1: 68 points from the 468 points by a learned linear map (face frame)."""
+    """Stage 1: 68 points from the 468 points by a learned linear map (face frame).
+
+    ``predict`` computes ``ridge_features(...) @ weights`` without building the
+    features: the face-frame points come from one ``cv2.transform`` and the two
+    halves of the weights (points, points times sin(yaw)) from one product with
+    ``[W_points | W_sin]``.
+    """
 
     def __init__(self, weights: np.ndarray):
-        self.weights = weights  # (n_features, 136)
-        # float32 for the per-frame product: the 2809 x 136 matrix comes from memory on every
-        # frame, and half the bytes is half that time (outputs agree to ~1e-6 face units).
-        self._weights32 = np.ascontiguousarray(weights, np.float32)
+        self.weights = weights  # (n_features, 136): 3n point coordinates, 3n times sin(yaw), bias
+        n = (len(weights) - 1) // 2
+        # float32 for the per-frame product: the weights come from memory on every frame, and
+        # half the bytes is half that time (outputs agree to ~1e-6 face units).
+        self._weights32 = np.ascontiguousarray(np.hstack([weights[:n], weights[n:2 * n]]), np.float32)
+        self._bias = np.asarray(weights[-1], np.float64)
 
     def predict(self, points: np.ndarray, frame: FaceFrame, yaw_deg: float) -> np.ndarray:
-        local = (ridge_features(points, frame, yaw_deg).astype(np.float32) @ self._weights32).reshape(68, 2)
-        return frame.to_image(local.astype(np.float64))
+        # Face frame: x, y as FaceFrame.to_local, z divided by the scale; one affine map.
+        to_local = np.zeros((3, 4))
+        to_local[:2, :2] = frame.rot.T / frame.scale
+        to_local[:2, 3] = -(frame.rot.T @ frame.origin) / frame.scale
+        to_local[2, 2] = 1.0 / frame.scale
+        # In float64 (image coordinates of hundreds of pixels minus the origin lose ~1e-5 in float32).
+        local = cv2.transform(np.asarray(points, np.float64).reshape(-1, 1, 3), to_local)
+        both = local.reshape(-1).astype(np.float32) @ self._weights32  # (272,): points' and sin(yaw) halves
+        shape = both[:136] + math.sin(math.radians(yaw_deg)) * both[136:] + self._bias
+        return frame.to_image(shape.reshape(68, 2))
 
 
 class CascadeRefiner:

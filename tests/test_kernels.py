@@ -156,3 +156,25 @@ def test_native_fit_rejects_points_that_span_no_face():
             model.fit(np.full((468, 3), 7.0), native=native)
         with pytest.raises(ValueError, match="finite"):
             model.fit(np.full((468, 3), np.nan), native=native)
+
+
+def test_ridge_predict_equals_its_features_times_weights(sample_video, video_pipeline):
+    """The fast ridge path (one affine transform, one product) is the documented features @ weights."""
+    from service.landmarks68 import ridge_features
+
+    ridge = video_pipeline.landmarks68_model.ridge
+    checked = 0
+    with VideoSource(str(sample_video)) as source:
+        for index, frame in enumerate(source.frames()):
+            if index % 20:
+                continue
+            for face in video_pipeline.process(frame):
+                pose = pose_from_params(face.params62)
+                face_frame = FaceFrame.from_pose(pose)
+                for yaw in (pose.yaw_pitch_roll_deg[0], 60.0):  # the sin(yaw) half with weight
+                    expected = face_frame.to_image(
+                        (ridge_features(face.points468, face_frame, yaw) @ ridge.weights).reshape(68, 2))
+                    got = ridge.predict(face.points468, face_frame, yaw)
+                    assert np.abs(got - expected).max() < 2e-5 * face_frame.scale
+                checked += 1
+    assert checked >= 20
