@@ -60,31 +60,49 @@ def ridge_features(points: np.ndarray, frame: FaceFrame, yaw_deg: float) -> np.n
 class RidgeLandmarks:
     """Stage 1: 68 points from the 468 points by a learned linear map (face frame).
 
-    ``predict`` computes ``ridge_features(...) @ weights`` without building the
-    features: the face-frame points come from one ``cv2.transform`` and the two
-    halves of the weights (points, points times sin(yaw)) from one product with
-    ``[W_points | W_sin]``.
+    The map is ``ridge_features(...) @ weights`` (136 face-frame coordinates),
+    optionally restricted to the span of its predictions on the training faces:
+    with ``output_basis`` (r, 136) and ``output_mean`` (136,), the prediction is
+    ``mean + ((features @ weights) - mean) @ basis.T @ basis``. The training
+    predictions vary along few directions (r = 48 of 136 leave the held-out
+    NME as it was, see ``tools/build_landmarks68.py``), so the per-frame
+    product needs ``weights @ basis.T``, a third of the weights: they come
+    from memory on every frame (the network in between evicts them), and that
+    transfer was the stage's cost.
+
+    ``predict`` never builds the 2809 features: the face-frame points come from
+    one ``cv2.transform`` and both halves of the weights (points, points times
+    sin(yaw)) from one product.
     """
 
-    def __init__(self, weights: np.ndarray):
+    def __init__(self, weights: np.ndarray, output_basis: np.ndarray | None = None,
+                 output_mean: np.ndarray | None = None):
         self.weights = weights  # (n_features, 136): 3n point coordinates, 3n times sin(yaw), bias
         n = (len(weights) - 1) // 2
-        # float32 for the per-frame product: the weights come from memory on every frame, and
-        # half the bytes is half that time (outputs agree to ~1e-6 face units).
-        self._weights32 = np.ascontiguousarray(np.hstack([weights[:n], weights[n:2 * n]]), np.float32)
-        self._bias = np.asarray(weights[-1], np.float64)
+        if output_basis is None:
+            basis, mean = np.eye(weights.shape[1]), np.zeros(weights.shape[1])
+        else:
+            basis, mean = np.asarray(output_basis, np.float64), np.asarray(output_mean, np.float64)
+        self.output_basis, self.output_mean = basis, mean
+        self.rank = len(basis)
+        reduced = weights @ basis.T  # (n_features, r)
+        # float32 for the per-frame product (outputs agree to ~1e-6 face units).
+        self._weights32 = np.ascontiguousarray(np.hstack([reduced[:n], reduced[n:2 * n]]), np.float32)
+        self._bias = reduced[-1]
+        self._offset = mean - (mean @ basis.T) @ basis  # the mean's part outside the basis
 
     def predict(self, points: np.ndarray, frame: FaceFrame, yaw_deg: float) -> np.ndarray:
-        # Face frame: x, y as FaceFrame.to_local, z divided by the scale; one affine map.
+        # Face frame: x, y as FaceFrame.to_local, z divided by the scale; one affine map, in
+        # float64 (image coordinates of hundreds of pixels minus the origin lose ~1e-5 in float32).
         to_local = np.zeros((3, 4))
         to_local[:2, :2] = frame.rot.T / frame.scale
         to_local[:2, 3] = -(frame.rot.T @ frame.origin) / frame.scale
         to_local[2, 2] = 1.0 / frame.scale
-        # In float64 (image coordinates of hundreds of pixels minus the origin lose ~1e-5 in float32).
         local = cv2.transform(np.asarray(points, np.float64).reshape(-1, 1, 3), to_local)
-        both = local.reshape(-1).astype(np.float32) @ self._weights32  # (272,): points' and sin(yaw) halves
-        shape = both[:136] + math.sin(math.radians(yaw_deg)) * both[136:] + self._bias
-        return frame.to_image(shape.reshape(68, 2))
+        both = local.reshape(-1).astype(np.float32) @ self._weights32  # (2r,): points' and sin(yaw) halves
+        r = self.rank
+        coefficients = both[:r] + math.sin(math.radians(yaw_deg)) * both[r:] + self._bias
+        return frame.to_image((coefficients @ self.output_basis + self._offset).reshape(68, 2))
 
 
 class CascadeRefiner:
@@ -163,7 +181,10 @@ class Landmarks68Model:
             from .kernels import NativeCascade
 
             native = NativeCascade(cascade)
-        return cls(ridge=RidgeLandmarks(data["ridge_weights"].astype(np.float64)), cascade=cascade, native=native)
+        basis = data["ridge_output_basis"] if "ridge_output_basis" in data.files else None
+        mean = data["ridge_output_mean"] if "ridge_output_mean" in data.files else None
+        ridge = RidgeLandmarks(data["ridge_weights"].astype(np.float64), basis, mean)
+        return cls(ridge=ridge, cascade=cascade, native=native)
 
     def predict(self, image: np.ndarray | None, points: np.ndarray, pose) -> np.ndarray:
         """(68, 2) landmarks; the cascade runs when an image is given and the model has one.
