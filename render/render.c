@@ -2,9 +2,10 @@
  * GCC/Clang SIMD intrinsics and target attributes; libc/libm only).
  *
  * int render_abi_version(void);
- *     Returns RENDER_ABI_VERSION (3). Bumped whenever an exported function's signature or
+ *     Returns RENDER_ABI_VERSION (4). Bumped whenever an exported function's signature or
  *     semantics change, or one is added, so the Python binding can detect a stale
- *     librender.so. Version 2 added render_maps, version 3 model_fit; render_mesh is unchanged.
+ *     librender.so. Version 2 added render_maps, version 3 model_fit, version 4 the
+ *     compressed leaf rows of cascade_refine; render_mesh is unchanged.
  *
  * int render_mesh(uint8_t *image, int height, int width,
  *                 const float *vertices, int n_vertices,
@@ -93,7 +94,7 @@
 #endif
 #endif
 
-#define RENDER_ABI_VERSION 3
+#define RENDER_ABI_VERSION 4
 #define RENDER_OK 0
 #define RENDER_ERR_ARGS (-1)
 #define RENDER_ERR_INDEX (-2)
@@ -798,28 +799,29 @@ static inline int rint_clamp(double v, int hi)
 #define CASCADE_MAX_TREES 4096
 #define CASCADE_MAX_POINTS 4096
 
-/* delta[j] = sum over k of leaf[rows[k] * 136 + j], j < 136, exact in int32. GCC leaves the
- * plain nested loop scalar (a read-modify-write of delta per value: it was the cascade's
- * largest cost), so on x86-64 eight columns at a time stay in two SSE2 registers while the
- * rows go by (sign-extended by unpacking each value into the high half and shifting back). */
-static void cascade_sum_rows(const int16_t *leaf, const long *rows, int n_trees, int32_t *delta)
+/* sums[j] = sum over k of leaf[rows[k] * width + j], j < width (a multiple of 8), exact in
+ * int32. GCC leaves the plain nested loop scalar (a read-modify-write of the sum per value:
+ * it was the cascade's largest cost), so on x86-64 eight columns at a time stay in two SSE2
+ * registers while the rows go by (sign-extended by unpacking each value into the high half
+ * and shifting back). */
+static void cascade_sum_rows(const int16_t *leaf, const long *rows, int n_trees, int width, int32_t *sums)
 {
 #ifdef RENDER_X86
-    for (int j = 0; j < 136; j += 8) {
+    for (int j = 0; j < width; j += 8) {
         __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();
         for (int k = 0; k < n_trees; k++) {
-            const __m128i x = _mm_loadu_si128((const __m128i *)(leaf + rows[k] * 136 + j));
+            const __m128i x = _mm_loadu_si128((const __m128i *)(leaf + rows[k] * width + j));
             lo = _mm_add_epi32(lo, _mm_srai_epi32(_mm_unpacklo_epi16(x, x), 16));
             hi = _mm_add_epi32(hi, _mm_srai_epi32(_mm_unpackhi_epi16(x, x), 16));
         }
-        _mm_storeu_si128((__m128i *)(delta + j), lo);
-        _mm_storeu_si128((__m128i *)(delta + j + 4), hi);
+        _mm_storeu_si128((__m128i *)(sums + j), lo);
+        _mm_storeu_si128((__m128i *)(sums + j + 4), hi);
     }
 #else
-    for (int j = 0; j < 136; j++) delta[j] = 0;
+    for (int j = 0; j < width; j++) sums[j] = 0;
     for (int k = 0; k < n_trees; k++) {
-        const int16_t *row = leaf + rows[k] * 136;
-        for (int j = 0; j < 136; j++) delta[j] += row[j];
+        const int16_t *row = leaf + rows[k] * width;
+        for (int j = 0; j < width; j++) sums[j] += row[j];
     }
 #endif
 }
@@ -833,10 +835,14 @@ static void cascade_sum_rows(const int16_t *leaf, const long *rows, int n_trees,
  * offsets   : (T, P, 2) float64 offsets in face-frame units
  * split_u/v : (T, K * N) int32 feature indices of each node (N = 2^D - 1 nodes per tree)
  * thresholds: (T, K * N) float32
- * leaves    : (T, K * (N + 1), 136) int16 corrections in units of leaf_scales[t] face-frame units
- *             (quantised: half the float32 table's memory, which decides the speed because
- *             each face reads K scattered rows per stage; the sums are exact integers)
+ * leaves    : (T, K * (N + 1), Q) int16 leaf corrections as Q coefficients on the stage's basis,
+ *             in units of leaf_scales[t]: correction = leaf_scales[t] * coefficients @ basis[t]
+ *             (each face reads K scattered rows per stage from a table of megabytes, so the
+ *             row size decides the speed: int16 and Q < 136 coefficients; the sums are exact
+ *             integers)
  * leaf_scales: (T,) float64
+ * n_coefficients: Q, a multiple of 8, at most 136 (136 with identity bases: plain leaves)
+ * leaf_basis: (T, Q, 136) float32, face-frame units per coefficient
  * work      : P floats of scratch
  * Returns 0, or -1 on bad arguments (at most CASCADE_MAX_TREES trees and CASCADE_MAX_POINTS
  * feature points per stage). */
@@ -845,16 +851,20 @@ int cascade_refine(const uint8_t *image, int height, int width, int channels, lo
                    int n_stages, int n_points, int n_trees, int depth,
                    const int32_t *anchors, const double *offsets,
                    const int32_t *split_u, const int32_t *split_v, const float *thresholds,
-                   const int16_t *leaves, const double *leaf_scales, float *work)
+                   const int16_t *leaves, const double *leaf_scales,
+                   int n_coefficients, const float *leaf_basis, float *work)
 {
     if (!image || !shape || !frame || height <= 0 || width <= 0 || (channels != 1 && channels != 3)
         || n_stages < 0 || n_points <= 0 || n_points > CASCADE_MAX_POINTS
-        || n_trees <= 0 || n_trees > CASCADE_MAX_TREES || depth <= 0 || depth > 16)
+        || n_trees <= 0 || n_trees > CASCADE_MAX_TREES || depth <= 0 || depth > 16
+        || n_coefficients <= 0 || n_coefficients > 136 || n_coefficients % 8 || !leaf_basis)
         return -1;
+    const int q_width = n_coefficients;
     const double s = frame[2];  /* frame[0:2], the origin, is not needed: shapes move relative to themselves */
     const double r00 = frame[3], r01 = frame[4], r10 = frame[5], r11 = frame[6];
     const int n_nodes = (1 << depth) - 1, n_leaves = 1 << depth;
-    int32_t delta[136];
+    int32_t sums[136];
+    double delta[136];
     long rows[CASCADE_MAX_TREES];
     long pixel[CASCADE_MAX_POINTS];  /* byte offset of each feature point's pixel */
     for (int t = 0; t < n_stages; t++) {
@@ -878,7 +888,8 @@ int cascade_refine(const uint8_t *image, int height, int width, int channels, lo
         const int32_t *u = split_u + (long)t * n_trees * n_nodes;
         const int32_t *v = split_v + (long)t * n_trees * n_nodes;
         const float *thr = thresholds + (long)t * n_trees * n_nodes;
-        const int16_t *leaf = leaves + (long)t * n_trees * n_leaves * 136;
+        const int16_t *leaf = leaves + (long)t * n_trees * n_leaves * q_width;
+        const float *basis = leaf_basis + (long)t * q_width * 136;
         /* Walk the trees level by level, all trees at each level: each walk is a chain of
          * dependent loads, and interleaving the trees lets the chains overlap. Then prefetch
          * every tree's leaf row before summing them: the rows are scattered over a table of
@@ -897,16 +908,23 @@ int cascade_refine(const uint8_t *image, int height, int width, int channels, lo
             const long row = (long)k * n_leaves + (rows[k] - n_nodes);
             rows[k] = row;
 #if defined(__GNUC__)
-            const char *start = (const char *)(leaf + row * 136);
-            for (int b = 0; b < 136 * (int)sizeof(int16_t); b += 64) __builtin_prefetch(start + b, 0, 0);
-            __builtin_prefetch(start + 136 * sizeof(int16_t) - 1, 0, 0);  /* a misaligned row's last line */
+            const char *start = (const char *)(leaf + row * q_width);
+            const int bytes = q_width * (int)sizeof(int16_t);
+            for (int b = 0; b < bytes; b += 64) __builtin_prefetch(start + b, 0, 0);
+            __builtin_prefetch(start + bytes - 1, 0, 0);  /* a misaligned row's last line */
 #endif
         }
-        cascade_sum_rows(leaf, rows, n_trees, delta);
+        cascade_sum_rows(leaf, rows, n_trees, q_width, sums);
+        /* delta = leaf_scales[t] * sums @ basis[t] (face-frame units) */
+        for (int j = 0; j < 136; j++) delta[j] = 0.0;
+        for (int c = 0; c < q_width; c++) {
+            const double w = sums[c] * leaf_scales[t];
+            const float *b = basis + (long)c * 136;
+            for (int j = 0; j < 136; j++) delta[j] += w * b[j];
+        }
         /* shape += (delta @ rot.T) * scale */
-        const double q = leaf_scales[t];
         for (int i = 0; i < 68; i++) {
-            const double dx = delta[2 * i] * q, dy = delta[2 * i + 1] * q;
+            const double dx = delta[2 * i], dy = delta[2 * i + 1];
             shape[2 * i] += (dx * r00 + dy * r01) * s;
             shape[2 * i + 1] += (dx * r10 + dy * r11) * s;
         }

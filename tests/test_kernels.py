@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service.face_model import FaceModel, FitError, pose_from_params
-from service.kernels import NativeCascade, quantise_leaves
+from service.kernels import LEAF_COMPONENTS, NativeCascade, leaf_components, quantise_leaves
 from service.landmarks68 import CascadeRefiner, FaceFrame, Landmarks68Model
 from service.pose import rotation_matrix
 from service.video_io import VideoSource
@@ -41,20 +41,31 @@ def test_quantise_leaves_round_trip():
     assert (quantised[2] == 0).all()  # an all-zero stage stays zero (no division by zero)
 
 
+def test_leaf_components_keep_the_leaves_principal_directions(video_pipeline):
+    """Full rank reproduces the leaves; LEAF_COMPONENTS keep nearly all of their energy."""
+    leaves = video_pipeline.landmarks68_model.cascade.leaves[:3].astype(np.float64)
+    coefficients, basis = leaf_components(leaves, 136)
+    np.testing.assert_allclose(np.einsum("trc,tcj->trj", coefficients, basis), leaves, atol=1e-9)
+    np.testing.assert_allclose(np.einsum("tcj,tdj->tcd", basis, basis), np.broadcast_to(np.eye(136), (3, 136, 136)),
+                               atol=1e-9)
+    coefficients, basis = leaf_components(leaves)
+    kept = (np.einsum("trc,tcj->trj", coefficients, basis) ** 2).sum() / (leaves ** 2).sum()
+    assert basis.shape == (3, LEAF_COMPONENTS, 136) and kept > 0.98, kept
+
+
 def test_native_cascade_equals_numpy_on_the_same_leaves(sample_faces, video_pipeline):
     """C and numpy walk the same trees to the same leaves: equal up to float rounding."""
     reference = video_pipeline.landmarks68_model.cascade
-    quantised, scales = quantise_leaves(reference.leaves)
+    native = NativeCascade(reference)
     n_stages = len(reference.anchors)
-    # The numpy cascade with the dequantised leaves the C code uses (float32, as the reference stores them).
+    # The numpy cascade with the leaves the C code applies (compressed, quantised; float32 as the
+    # reference stores them).
     n_trees, n_nodes = len(reference._node_base), reference.split_u.shape[1] // len(reference._node_base)
     same = CascadeRefiner(reference.anchors, reference.offsets,
                           reference.split_u.reshape(n_stages, n_trees, n_nodes),
                           reference.split_v.reshape(n_stages, n_trees, n_nodes),
                           reference.thresholds.reshape(n_stages, n_trees, n_nodes),
-                          (quantised * scales[:, None, None]).astype(np.float32).reshape(n_stages, n_trees,
-                                                                                          n_nodes + 1, 136))
-    native = NativeCascade(reference)
+                          native.leaves().astype(np.float32).reshape(n_stages, n_trees, n_nodes + 1, 136))
     for frame, init, face_frame in sample_faces:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         expected = same.refine(gray, init, face_frame)
@@ -65,19 +76,35 @@ def test_native_cascade_equals_numpy_on_the_same_leaves(sample_faces, video_pipe
         assert np.abs(expected - init).max() > 0.5
 
 
-def test_quantised_leaves_barely_move_the_landmarks(sample_faces, video_pipeline):
-    """int16 leaves vs the float32 reference: a tree may flip on a pixel, the landmarks stay put."""
-    reference = video_pipeline.landmarks68_model.cascade
-    native = NativeCascade(reference)
-    shifts = []
-    for frame, init, face_frame in sample_faces:
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        shifts.append(np.linalg.norm(native.refine(gray, init, face_frame) - reference.refine(gray, init, face_frame),
-                                     axis=1))
-    shifts = np.concatenate(shifts)
-    # Measured: median 0.03 px, mean 0.08 px (a flipped tree moves a few points by ~1 px) on a face
-    # ~60 px between the outer eye corners, where the landmarks' own error is ~3 px (4.7 % NME).
-    assert np.median(shifts) < 0.1 and shifts.mean() < 0.25, (np.median(shifts), shifts.mean())
+def test_compressed_leaves_keep_the_held_out_accuracy(shared_data, photo_pipeline):
+    """The C cascade's compressed int16 leaves vs the float32 reference on AFW faces (held out).
+
+    A tree can flip on a one-grey-level change, so any change to the leaves moves
+    points (on the sample video ~0.6 px at ~60 px between the eye corners, the
+    same as a 0.2 % change of the cascade's start); what must not change is the
+    accuracy. Measured on all 301 AFW faces: NME_io 4.673 % -> 4.672 %.
+    """
+    from conftest import read_pts
+    from service.evaluate import landmark_errors
+    from service.image_io import load_image
+
+    model = photo_pipeline.landmarks68_model
+    errors = {"reference": [], "native": []}
+    for path in sorted((shared_data / "landmarks68" / "afw").glob("*.jpg"))[1:90:2]:
+        labels = read_pts(path.with_suffix(".pts"))
+        image = load_image(path)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        for face in photo_pipeline.process(image):
+            if np.linalg.norm(face.landmarks68[:, :2].mean(0) - labels.mean(0)) > 0.3 * np.ptp(labels[:, 0]):
+                continue  # another face of the photo
+            pose = pose_from_params(face.params62)
+            frame_of_face = FaceFrame.from_pose(pose)
+            init = model.ridge.predict(face.points468, frame_of_face, pose.yaw_pitch_roll_deg[0])
+            errors["reference"].append(landmark_errors(model.cascade.refine(gray, init, frame_of_face), labels)[1])
+            errors["native"].append(landmark_errors(model.native.refine(gray, init, frame_of_face), labels)[1])
+    assert len(errors["native"]) >= 35
+    mean = {k: float(np.mean(v)) for k, v in errors.items()}
+    assert abs(mean["native"] - mean["reference"]) < 0.002, mean
 
 
 def test_landmarks_model_rejects_bad_images(video_pipeline, sample_faces):
