@@ -41,6 +41,26 @@ def count_frames(path: Path) -> int:
     return n
 
 
+def labelled_afw_faces(shared_data: Path, pipeline, selection: slice = slice(None)):
+    """``(grey image, labels, Face)`` for the AFW photos in ``selection`` (sorted by name).
+
+    Each photo's labelled face only: a detected face whose landmarks' centre is
+    more than 0.3 of the labels' width from the labels' centre is another face.
+    """
+    import cv2
+    import numpy as np
+
+    from service.image_io import load_image
+
+    for path in sorted((shared_data / "landmarks68" / "afw").glob("*.jpg"))[selection]:
+        labels = read_pts(path.with_suffix(".pts"))
+        image = load_image(path)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        for face in pipeline.process(image):
+            if np.linalg.norm(face.landmarks68[:, :2].mean(0) - labels.mean(0)) <= 0.3 * np.ptp(labels[:, 0]):
+                yield gray, labels, face
+
+
 def need(path: Path, how: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent ({how})")

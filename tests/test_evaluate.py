@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import labelled_afw_faces
 from service.evaluate import Prediction, Sample, ced, evaluate, find_samples, landmark_errors, summarise
 from service.ibug import IBUG68_MIRROR, read_pts
 
@@ -85,27 +86,20 @@ def test_cascade_beats_ridge_beats_fixed_map_on_held_out_faces(shared_data, mode
     """AFW people were not used to learn the landmark stages; all three methods see the same FaceMesh points."""
     from service.aligner import Alignment, Roi
     from service.detector import Detection
-    from service.image_io import load_image
     from service.landmarks68 import Landmarks68Model
     from service.pipeline import FacePipeline
 
     pipeline = FacePipeline(detector="both", refine_steps=2, landmarks="map")
     models = {"map": None, "ridge": Landmarks68Model.load(use_cascade=False), "cascade": Landmarks68Model.load()}
     errors = {name: [] for name in models}
-    for path in sorted((shared_data / "landmarks68" / "afw").glob("*.jpg"))[:60:2]:
-        labels = read_pts(path.with_suffix(".pts"))
-        image = load_image(path)
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        for face in pipeline.process(image):
-            if np.linalg.norm(face.landmarks68[:, :2].mean(0) - labels.mean(0)) > 0.3 * np.ptp(labels[:, 0]):
-                continue  # another face of the photo
-            detection = Detection(face.box, np.zeros((6, 2), np.float32), face.score)
-            alignment = Alignment(face.points468, face.presence, Roi(np.zeros(2), 1.0, 0.0))
-            for name, model in models.items():
-                pipeline.landmarks68_model = model
-                refit = pipeline.fit(detection, alignment, gray)
-                errors[name].append(landmark_errors(refit.landmarks68, labels)[1])
-            pipeline.landmarks68_model = None
+    for gray, labels, face in labelled_afw_faces(shared_data, pipeline, slice(0, 60, 2)):
+        detection = Detection(face.box, np.zeros((6, 2), np.float32), face.score)
+        alignment = Alignment(face.points468, face.presence, Roi(np.zeros(2), 1.0, 0.0))
+        for name, model in models.items():
+            pipeline.landmarks68_model = model
+            refit = pipeline.fit(detection, alignment, gray)
+            errors[name].append(landmark_errors(refit.landmarks68, labels)[1])
+        pipeline.landmarks68_model = None
     mean = {k: float(np.mean(v)) for k, v in errors.items()}
     assert len(errors["map"]) >= 25
     assert mean["cascade"] < 0.95 * mean["ridge"] and mean["ridge"] < mean["map"], mean

@@ -84,24 +84,17 @@ def test_compressed_leaves_keep_the_held_out_accuracy(shared_data, photo_pipelin
     same as a 0.2 % change of the cascade's start); what must not change is the
     accuracy. Measured on all 301 AFW faces: NME_io 4.673 % -> 4.672 %.
     """
-    from conftest import read_pts
+    from conftest import labelled_afw_faces
     from service.evaluate import landmark_errors
-    from service.image_io import load_image
 
     model = photo_pipeline.landmarks68_model
     errors = {"reference": [], "native": []}
-    for path in sorted((shared_data / "landmarks68" / "afw").glob("*.jpg"))[1:90:2]:
-        labels = read_pts(path.with_suffix(".pts"))
-        image = load_image(path)
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        for face in photo_pipeline.process(image):
-            if np.linalg.norm(face.landmarks68[:, :2].mean(0) - labels.mean(0)) > 0.3 * np.ptp(labels[:, 0]):
-                continue  # another face of the photo
-            pose = pose_from_params(face.params62)
-            frame_of_face = FaceFrame.from_pose(pose)
-            init = model.ridge.predict(face.points468, frame_of_face, pose.yaw_pitch_roll_deg[0])
-            errors["reference"].append(landmark_errors(model.cascade.refine(gray, init, frame_of_face), labels)[1])
-            errors["native"].append(landmark_errors(model.native.refine(gray, init, frame_of_face), labels)[1])
+    for gray, labels, face in labelled_afw_faces(shared_data, photo_pipeline, slice(1, 90, 2)):
+        pose = pose_from_params(face.params62)
+        frame_of_face = FaceFrame.from_pose(pose)
+        init = model.ridge.predict(face.points468, frame_of_face, pose.yaw_pitch_roll_deg[0])
+        errors["reference"].append(landmark_errors(model.cascade.refine(gray, init, frame_of_face), labels)[1])
+        errors["native"].append(landmark_errors(model.native.refine(gray, init, frame_of_face), labels)[1])
     assert len(errors["native"]) >= 35
     mean = {k: float(np.mean(v)) for k, v in errors.items()}
     assert abs(mean["native"] - mean["reference"]) < 0.002, mean
