@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .aligner import points_bounds
 from .pose import Pose, pose_box_corners
 
 # iBUG-68 contour groups: (first, last, closed).
@@ -22,8 +23,8 @@ def _thickness(face_size: float) -> int:
 
 
 def _face_size(points: np.ndarray) -> float:
-    span = points[:, :2].max(0) - points[:, :2].min(0)
-    return float(max(span.max(), 1.0))
+    lo, hi = points_bounds(points)
+    return float(max((hi - lo).max(), 1.0))
 
 
 def _int_points(points: np.ndarray) -> np.ndarray:

@@ -131,11 +131,10 @@ def nearest_scaled_rotation(matrix: np.ndarray) -> tuple[np.ndarray, float]:
     the nearest *proper* rotation) when ``det <= 0`` or the iteration does not converge.
     """
     m = np.asarray(matrix, np.float64)
-    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
-    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    det = det3(m)
     if det > 0 and math.isfinite(det):
         k = 1.0 / math.cbrt(det)
-        x = [a * k, b * k, c * k, d * k, e * k, f * k, g * k, h * k, i * k]
+        x = [v * k for row in m.tolist() for v in row]
         for _ in range(20):
             x0, x1, x2, x3, x4, x5, x6, x7, x8 = x
             cofactors = (x4 * x8 - x5 * x7, x5 * x6 - x3 * x8, x3 * x7 - x4 * x6,
@@ -147,7 +146,7 @@ def nearest_scaled_rotation(matrix: np.ndarray) -> tuple[np.ndarray, float]:
                 rotation = np.array(x).reshape(3, 3)
                 return rotation, float((rotation * m).sum()) / 3.0
     u, singular, vt = np.linalg.svd(m)
-    if np.linalg.det(u @ vt) < 0:
+    if det3(u @ vt) < 0:
         u = u * np.array([1.0, 1.0, -1.0])
     rotation = u @ vt
     return rotation, float(singular.mean())
