@@ -58,6 +58,41 @@ class Roi:
         return np.array([[c, -s, cx - (c - s) * half], [s, c, cy - (s + c) * half]])
 
 
+def warp_rgba(image_bgr: np.ndarray, crop_to_image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """The ``size`` x ``size`` crop of a BGR uint8 image under an affine map, as RGBA uint8.
+
+    Bilinear, zero outside the image. OpenCV's bilinear ``warpAffine`` of a 3-channel
+    uint8 image is not vectorised (0.15 ms for this crop, 0.2 ms in the video loop);
+    of a 4-channel one it takes 0.06 ms. So only the source rectangle the crop reads
+    (with a pixel of margin for the bilinear taps) is converted to RGBA first, which
+    also does the BGR -> RGB swap the network wants; the crop is the same as a
+    3-channel warp up to the rounding of OpenCV's 1/32-pixel sample positions.
+
+    Parameters
+    ----------
+    image_bgr : ndarray, shape (h, w, 3), uint8
+    crop_to_image : ndarray, shape (2, 3)
+        Crop pixel ``(u, v)`` -> image ``(x, y)``.
+    size : int
+
+    Returns
+    -------
+    ndarray, shape (size, size, 4), uint8
+    """
+    (a, b, tx), (c, d, ty) = crop_to_image.tolist()
+    xs = (tx, tx + a * size, tx + b * size, tx + (a + b) * size)
+    ys = (ty, ty + c * size, ty + d * size, ty + (c + d) * size)
+    h, w = image_bgr.shape[:2]
+    x0, y0 = max(math.floor(min(xs)) - 1, 0), max(math.floor(min(ys)) - 1, 0)
+    x1, y1 = min(math.ceil(max(xs)) + 2, w), min(math.ceil(max(ys)) + 2, h)
+    if x0 >= x1 or y0 >= y1:  # the crop lies outside the image
+        return np.zeros((size, size, 4), np.uint8)
+    source = cv2.cvtColor(image_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2RGBA)
+    shifted = np.array([[a, b, tx - x0], [c, d, ty - y0]])
+    return cv2.warpAffine(source, shifted, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
 @dataclass
 class Alignment:
     """FaceMesh result for one face.
@@ -135,21 +170,15 @@ class FaceAligner:
 
     def crop(self, image_bgr: np.ndarray, roi: Roi) -> np.ndarray:
         """The network's 192x192 BGR uint8 view of ``roi`` (zero outside the image)."""
-        return self._warp(image_bgr, roi.crop_to_image())
-
-    @staticmethod
-    def _warp(image_bgr: np.ndarray, crop_to_image: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(image_bgr, crop_to_image, (INPUT_SIZE, INPUT_SIZE),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return cv2.cvtColor(warp_rgba(image_bgr, roi.crop_to_image()), cv2.COLOR_RGBA2BGR)
 
     def process(self, image_bgr: np.ndarray, roi: Roi) -> Alignment:
         """Run FaceMesh on ``roi`` of a BGR uint8 image."""
         affine = roi.crop_to_image()
-        crop = self._warp(image_bgr, affine)
-        # BGR -> RGB, [0, 255] -> [0, 1] (FaceMesh's input range); float32 all the way (10x cheaper
+        crop = warp_rgba(image_bgr, affine)
+        # RGB, [0, 255] -> [0, 1] (FaceMesh's input range); float32 all the way (10x cheaper
         # than a float64 scalar on a reversed-channel view).
-        np.multiply(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), np.float32(1.0 / 255.0), out=self._tensor[0],
+        np.multiply(cv2.cvtColor(crop, cv2.COLOR_RGBA2RGB), np.float32(1.0 / 255.0), out=self._tensor[0],
                     casting="unsafe")
         landmarks, presence_logit = self._model.run(self._tensor)
         # Crop to image in one cv2.transform (5x cheaper than the numpy expression): x, y through
