@@ -3,7 +3,7 @@
 Three inner loops run per face and frame where numpy's per-call overhead, not
 arithmetic, decided the time: the 68-landmark tree cascade (10 stages x 150
 trees: about 30 numpy calls per stage), the subdivision of the 468-point mesh
-into the dense mesh (three sparse products) and the 62-parameter model fit
+into the dense mesh (three Loop levels) and the 62-parameter model fit
 (about 20 small calls per alternation around a 3x3 SVD). All are ports of the
 numpy reference code (:meth:`service.landmarks68.CascadeRefiner.refine`,
 :meth:`service.face_model.FaceModel.dense_vertices`,
@@ -49,8 +49,9 @@ def _library() -> ctypes.CDLL:
                                        _P, _P, _P, _P, _P,       # anchors, offsets, split_u, split_v, thresholds
                                        _P, _P, _I, _P, _P]       # leaves, leaf_scales, coefficients,
                                                                  # leaf_basis, work
-        lib.csr_apply3.restype = _I
-        lib.csr_apply3.argtypes = [_I, _I, _P, _P, _P, _P, _P]
+        lib.loop_level3.restype = _I
+        lib.loop_level3.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _P]   # even, odd, cols, indptr, indices,
+                                                                          # weights, edges, in, out
         lib.model_fit.restype = _I
         lib.model_fit.argtypes = [_P, _I, _P, _P, _P,            # points, n, mean, basis_t, solver_t
                                   _I, _I, _I, _P, _P, _P, _P]    # K, iterations, warm, coefficients, camera, work,
@@ -169,32 +170,80 @@ class NativeCascade:
         return out
 
 
+def loop_level_arrays(level_map) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A Loop subdivision level's sparse map in the form of the C kernel ``loop_level3``.
+
+    :func:`service.subdivision.loop_subdivide` gives the old (even) vertices first, one
+    row each, then one row per edge: ``3/8 (a + b) + 1/8 (c + d)`` with ``c, d`` the
+    vertices opposite the edge, or ``(a + b) / 2`` on the boundary. The edge rows are
+    kept as their four indices only.
+
+    Parameters
+    ----------
+    level_map : scipy.sparse matrix, shape (n_even + n_edges, n_even)
+
+    Returns
+    -------
+    indptr : ndarray of int32, shape (n_even + 1,)
+    indices : ndarray of uint16
+    weights : ndarray of float32
+        The even rows (CSR).
+    edges : ndarray of uint16, shape (n_edges, 4)
+        ``a, b, c, d`` per edge row; ``c = d = 0xFFFF`` on the boundary.
+
+    Raises
+    ------
+    ValueError
+        If the map is not a Loop level of a mesh of fewer than 65535 vertices.
+    """
+    m = level_map.tocsr()
+    n_rows, n_even = m.shape
+    if n_even >= 0xFFFF or n_rows < n_even:
+        raise ValueError(f"not a Loop subdivision level of a mesh of < 65535 vertices: shape {m.shape}")
+    even, odd = m[:n_even], m[n_even:]
+    counts = np.diff(odd.indptr)
+    edges = np.full((len(counts), 4), 0xFFFF, np.uint16)
+    for count, weights in ((4, (0.375, 0.375, 0.125, 0.125)), (2, (0.5, 0.5))):
+        rows = np.flatnonzero(counts == count)
+        at = odd.indptr[rows][:, None] + np.arange(count)
+        order = np.argsort(-odd.data[at], axis=1, kind="stable")  # the 3/8 ends first
+        if not np.array_equal(np.take_along_axis(odd.data[at], order, 1),
+                              np.broadcast_to(np.float32(weights), (len(rows), count))):
+            raise ValueError("not a Loop subdivision level: edge rows must weigh 3/8, 3/8, 1/8, 1/8 or 1/2, 1/2")
+        edges[rows, :count] = np.take_along_axis(odd.indices[at], order, 1)
+    if not np.isin(counts, (2, 4)).all():
+        raise ValueError("not a Loop subdivision level: an edge row has neither 2 nor 4 terms")
+    return (np.ascontiguousarray(even.indptr, np.int32), np.ascontiguousarray(even.indices, np.uint16),
+            np.ascontiguousarray(even.data, np.float32), edges)
+
+
 class NativeSubdivision:
-    """A chain of sparse (CSR) maps applied to ``(n, 3)`` float32 vertices in C.
+    """A chain of Loop subdivision levels applied to ``(n, 3)`` float32 vertices in C.
 
     Parameters
     ----------
     maps : list of scipy.sparse.csr_matrix
-        Applied in order (``vertices = maps[-1] @ ... @ maps[0] @ vertices``).
+        Loop levels (:func:`service.subdivision.subdivision_maps`), applied in order
+        (``vertices = maps[-1] @ ... @ maps[0] @ vertices``); see :func:`loop_level_arrays`.
     """
 
     def __init__(self, maps):
         self._lib = _library()
-        arrays = [(np.ascontiguousarray(m.indptr, np.int32), np.ascontiguousarray(m.indices, np.int32),
-                   np.ascontiguousarray(m.data, np.float32)) for m in maps]
+        arrays = [loop_level_arrays(m) for m in maps]
         self._arrays = arrays  # kept alive for the addresses below (taken once, see NativeCascade)
-        self._maps = [(int(m.shape[0]), int(m.shape[1]), *(a.ctypes.data for a in csr))
-                      for m, csr in zip(maps, arrays)]
+        self._levels = [(int(m.shape[1]), int(m.shape[0] - m.shape[1]), *(a.ctypes.data for a in level))
+                        for m, level in zip(maps, arrays)]
 
     def apply(self, vertices: np.ndarray) -> np.ndarray:
         """The subdivided vertices, a new ``(rows of the last map, 3)`` float32 array."""
         current = np.ascontiguousarray(vertices, np.float32)
-        for k, (rows, cols, indptr, indices, data) in enumerate(self._maps):
-            if current.shape != (cols, 3):
-                raise ValueError(f"subdivision level {k} needs ({cols}, 3) vertices, got {current.shape}")
-            out = np.empty((rows, 3), np.float32)  # per call: thread-safe
-            if self._lib.csr_apply3(rows, cols, indptr, indices, data, current.ctypes.data, out.ctypes.data) != 0:
-                raise ValueError("csr_apply3: index out of range (corrupt subdivision map?)")
+        for k, (n_even, n_odd, indptr, indices, weights, edges) in enumerate(self._levels):
+            if current.shape != (n_even, 3):
+                raise ValueError(f"subdivision level {k} needs ({n_even}, 3) vertices, got {current.shape}")
+            out = np.empty((n_even + n_odd, 3), np.float32)  # per call: thread-safe
+            if self._lib.loop_level3(n_even, n_odd, n_even, indptr, indices, weights, edges,
+                                     current.ctypes.data, out.ctypes.data) != 0:
+                raise ValueError("loop_level3: index out of range (corrupt subdivision map?)")
             current = out
         return current
 

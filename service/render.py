@@ -32,7 +32,7 @@ if locations.SOURCE_TREE:
 else:  # installed package: compiled at install time or on first use (service/render_build.py)
     LIBRARY_PATH = None
     BUILD_SCRIPT = None
-ABI_VERSION = 4  # must equal RENDER_ABI_VERSION in render/render.c
+ABI_VERSION = 5  # must equal RENDER_ABI_VERSION in render/render.c
 
 # Return codes of render_mesh (see render/render.c).
 _ERR_ARGS, _ERR_INDEX, _ERR_NOMEM = -1, -2, -3
@@ -53,7 +53,7 @@ def _abi_of(lib: ctypes.CDLL) -> int | None:
 
 # Functions this binding calls. A library of the right ABI number that lacks one is a
 # stale build from between two changes of render.c: it is rebuilt like an old ABI.
-REQUIRED_FUNCTIONS = ("render_mesh", "render_maps", "cascade_refine", "csr_apply3", "model_fit")  # kernels.py: the last three
+REQUIRED_FUNCTIONS = ("render_mesh", "render_maps", "cascade_refine", "loop_level3", "model_fit")  # kernels.py: the last three
 
 
 def _mismatch(lib: ctypes.CDLL) -> str | None:

@@ -203,3 +203,16 @@ def test_ridge_predict_equals_its_features_times_weights(sample_video, video_pip
                 checked += 1
     assert checked >= 20
     assert np.median(moved) < 0.01 and max(moved) < 0.02, (np.median(moved), max(moved))
+
+
+def test_loop_level_arrays_reject_other_maps():
+    import scipy.sparse as sp
+
+    from service.kernels import loop_level_arrays
+
+    with pytest.raises(ValueError, match="Loop"):
+        loop_level_arrays(sp.csr_matrix(np.ones((6, 3), np.float32)))  # edge rows of 3 terms
+    level = FaceModel.load()._dense_maps[0].copy()
+    level.data[level.indptr[level.shape[1]]] += np.float32(0.25)  # the first edge row's first weight
+    with pytest.raises(ValueError, match="3/8"):
+        loop_level_arrays(level)
