@@ -65,8 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, help="folder for .ply and .obj dense meshes (vertex colours)")
     parser.add_argument("--refine", type=int, default=2,
                         help="extra FaceMesh passes on a crop re-centred from the points (default 2)")
-    parser.add_argument("--tiles", type=int, default=1,
-                        help="also detect on N x N overlapping tiles (3 for group photos with dozens of small faces)")
+    parser.add_argument("--tiles", type=int, default=2,
+                        help="also detect on N x N overlapping tiles with the full-range model (default 2: small "
+                             "faces in the photo; 3 for group photos with dozens of small faces; 1: whole image only)")
     outputs = parser.add_argument_group("3DDFA_V2 outputs (files next to OUT/NAME.png)")
     outputs.add_argument("--depth", action="store_true",
                          help="NAME_depth.png (near = white) and NAME_depth16.png + .json (16-bit depth and its scale)")

@@ -214,18 +214,20 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, help="evaluate only the first N labelled faces")
     parser.add_argument("--detector", choices=("short", "full", "both"), default="both")
     parser.add_argument("--refine", type=int, default=2, help="FaceMesh re-crop steps (as demo_image.py)")
+    parser.add_argument("--tiles", type=int, default=2, help="detection tiles per side (as demo_image.py)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="densehead", help="label of this run in the report")
     args = parser.parse_args(argv)
 
     from .assets import MissingAssetError
-    from .pipeline import FacePipeline
+    from .api import TiledFacePipeline
 
     try:
         samples = find_samples(args.folders)[:args.limit]
         if not samples:
             raise FileNotFoundError("no image with a .pts or .mat label found in " + " ".join(map(str, args.folders)))
-        pipeline = FacePipeline(detector=args.detector, num_threads=args.threads, refine_steps=args.refine)
+        pipeline = TiledFacePipeline(detector=args.detector, num_threads=args.threads, refine_steps=args.refine,
+                                     tiles=args.tiles)
     except (FileNotFoundError, MissingAssetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

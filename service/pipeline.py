@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .aligner import Alignment, FaceAligner, roi_from_detection, roi_from_points
-from .detector import Detection, FaceDetector, merge_detections
+from .aligner import Alignment, FaceAligner, points_bounds, roi_from_detection, roi_from_points
+from .detector import Detection, FaceDetector, box_iou, merge_detections
 from .face_assets import CanonicalFace, Landmarks68Map
 from .image_io import to_bgr_uint8
 from .face_model import FaceModel, FitError, pose_from_params
@@ -24,6 +24,8 @@ from .pose_calibration import corrected_pose
 # Alternations of the model fit: FaceMesh's points lie almost exactly in the
 # model's span, so the fit has converged (to 1e-8 eye distances) after two.
 FIT_ITERATIONS = 2
+# Faces whose 468 points' boxes overlap this much are one face (the tracker's merge_iou too).
+DUPLICATE_IOU = 0.5
 
 
 @dataclass
@@ -170,12 +172,19 @@ class FacePipeline:
             Best detection first; empty when there is no face.
         """
         image = to_bgr_uint8(image)
-        faces = []
+        faces, boxes = [], []
         for detection in self.detect(image):
             alignment = self.align(image, detection)
-            if alignment.presence >= self.presence_threshold and np.isfinite(alignment.points).all():
-                try:
-                    faces.append(self.fit(detection, alignment, image))
-                except FitError:  # degenerate points (all at one place): not a face
-                    continue
+            if alignment.presence < self.presence_threshold or not np.isfinite(alignment.points).all():
+                continue
+            # Two detections can align onto one face (a box around two people, a second box
+            # beside a face, a tile's box and the whole image's): keep the first, best-scored.
+            box = np.concatenate(points_bounds(alignment.points))
+            if boxes and box_iou(box, np.asarray(boxes)).max() >= DUPLICATE_IOU:
+                continue
+            try:
+                faces.append(self.fit(detection, alignment, image))
+            except FitError:  # degenerate points (all at one place): not a face
+                continue
+            boxes.append(box)
         return faces

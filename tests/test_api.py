@@ -192,3 +192,29 @@ def test_real_tensorflow_runs_the_same_models(monkeypatch, photo, models_present
     faces = pipeline.process(photo)
     assert len(faces) == len(expected) == 1
     np.testing.assert_allclose(faces[0].landmarks68, expected[0].landmarks68, atol=0.05)
+
+
+def test_two_detections_of_one_face_give_one_face(photo, photo_pipeline, monkeypatch):
+    from service.detector import Detection
+
+    best = photo_pipeline.detect(photo)[0]
+    beside = Detection(box=best.box + 6, keypoints=best.keypoints + 6, score=best.score * 0.9)
+    monkeypatch.setattr(photo_pipeline, "detect", lambda image: [best, beside])
+    faces = photo_pipeline.process(photo)
+    assert len(faces) == 1 and faces[0].score == best.score  # the second box aligned onto the same face
+
+
+def test_default_tiles_find_small_faces_of_a_group_photo(shared_data, models_present):
+    from service import Reconstructor
+    from service.ibug import read_pts
+
+    afw = shared_data / "landmarks68" / "afw"
+    image = cv2.imread(str(afw / "4538917191_1.jpg"))  # 15 labelled faces, 2-6 % of the photo's width
+    centres = [read_pts(p).mean(0) - 1 for p in sorted(afw.glob("4538917191_*.pts"))]
+
+    def found(rec):
+        boxes = [f.box for f in rec.process(image)]
+        return sum(any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes) for x, y in centres)
+
+    assert len(centres) == 15
+    assert found(Reconstructor()) >= found(Reconstructor(tiles=1)) + 3

@@ -252,7 +252,7 @@ def test_photo_with_48_faces(tmp_path, shared_data, models_present):
     cells = {(int((f.box[0] + f.box[2]) / 2 // 160), int((f.box[1] + f.box[3]) / 2 // 160)) for f in faces}
     assert len(cells) == len(faces)  # one face per grid cell: no face counted twice
     # Without tiles the detector sees each face at ~15 pixels and finds only some: fewer, but valid.
-    whole = Reconstructor().process(grid)
+    whole = Reconstructor(tiles=1).process(grid)
     assert 0 < len(whole) < len(faces) and all(finite_face(f) for f in whole)
     path = tmp_path / "crowd.png"
     cv2.imwrite(str(path), grid)

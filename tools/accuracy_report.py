@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.evaluate import ced, evaluate, find_samples, pipeline_predictor, write_report  # noqa: E402
-from service.pipeline import FacePipeline  # noqa: E402
+from service.api import TiledFacePipeline  # noqa: E402
 from service.plots import line_plot  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     out = ROOT / "out" / "accuracy"
     results, curves = {}, {}
     for method in ("map", "ridge", "cascade"):
-        pipeline = FacePipeline(detector="both", refine_steps=2, landmarks=method)
+        pipeline = TiledFacePipeline(detector="both", refine_steps=2, tiles=2, landmarks=method)
         summary, records, per_point = evaluate(samples, pipeline_predictor(pipeline))
         write_report(out / method, summary, records, per_point, f"densehead {method}")
         results[f"densehead {method}"] = summary
