@@ -101,20 +101,18 @@
 #define RENDER_ERR_INDEX (-2)
 #define RENDER_ERR_NOMEM (-3)
 #define SPEC_LUT 1024 /* powf per vertex costs more than the rest of the shading: tabulate it */
-#define PREFETCH 16   /* triangles ahead: vertex records are 0.9 MB, read in mesh order */
+#define PREFETCH 16   /* triangles ahead: vertex records are 1.8 MB, read in mesh order */
 
 int render_abi_version(void) { return RENDER_ABI_VERSION; }
 
-/* Half a cache line per vertex with what the triangle pass reads: the position (the exact
- * edge functions convert it to double, which is exact) and the box of pixel centres. The
- * normals accumulate in S (16 bytes a vertex), which shading then overwrites with colours:
- * 48 bytes a vertex in all (was 80, with double copies and a separate normal), 1.3 MB for a
- * 28k-vertex face instead of 2.2 MB (less of the cache the other stages use is evicted). */
+/* One cache line per vertex with everything the triangle pass reads or updates, because
+ * in mesh order the triangles sharing a vertex are thousands apart (cache misses). */
 typedef struct {
-    float p[4];      /* x, y, z, 0 */
+    float p[4];      /* x, y, z, 0: the normal is computed in float, as before */
+    float n[4];      /* area-weighted normal accumulator */
+    double x, y, z;  /* double copies for the exact edge functions and depth */
     int16_t box[4];  /* first column, first row, -last column, -last row of the pixel
                         centres this vertex could reach (ceil/floor, clipped to the image) */
-    int32_t pad[2];
 } Vert;
 
 /* Depth buffer entry for one pixel of the mesh's bounding box: depth, barycentric weights
@@ -126,8 +124,7 @@ typedef struct {
     const int32_t *tris;
     const unsigned char *ok;  /* per vertex: all coordinates finite */
     Vert *V;
-    float *S;                 /* per vertex (float4): the area-weighted normal accumulated in
-                                 pass 1, replaced by the shaded colour before pass 2 */
+    float *S;                 /* shaded colour per vertex (float4): compact for pass 2 */
     Frag *F;                  /* F + y * fs + x is pixel (x, y); one padding column and row */
     long fs;
     int W, H;                 /* image size */
@@ -177,13 +174,12 @@ static inline int side(double e, double dx, double dy)
 /* Coverage and depth test of one pixel (scalar path, and centres exactly on an edge). */
 static void pixel_exact(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C, int px, int py)
 {
-    const double Ax = A->p[0], Ay = A->p[1], Bx = B->p[0], By = B->p[1], Cx = C->p[0], Cy = C->p[1];
-    double ax = Ax - px, ay = Ay - py, bx = Bx - px, by = By - py, cx = Cx - px, cy = Cy - py;
+    double ax = A->x - px, ay = A->y - py, bx = B->x - px, by = B->y - py, cx = C->x - px, cy = C->y - py;
     double eab = ax * by - ay * bx, ebc = bx * cy - by * cx, eca = cx * ay - cy * ax;
-    int s = side(ebc, Cx - Bx, Cy - By);
-    if (s == 0 || side(eca, Ax - Cx, Ay - Cy) != s || side(eab, Bx - Ax, By - Ay) != s) return;
+    int s = side(ebc, C->x - B->x, C->y - B->y);
+    if (s == 0 || side(eca, A->x - C->x, A->y - C->y) != s || side(eab, B->x - A->x, B->y - A->y) != s) return;
     double ia = 1.0 / (eab + ebc + eca);   /* the three edge values sum to twice the area */
-    float z = (float)((ebc * (double)A->p[2] + eca * (double)B->p[2] + eab * (double)C->p[2]) * ia);
+    float z = (float)((ebc * A->z + eca * B->z + eab * C->z) * ia);
     Frag *f = c->F + (long)py * c->fs + px;
     if (z < f->z) { f->z = z; f->t = t; f->w1 = (float)(eca * ia); f->w2 = (float)(eab * ia); }
 }
@@ -199,10 +195,8 @@ static void raster_scalar(const Ctx *c, int n_triangles, int normals)
             float ux = B->p[0] - A->p[0], uy = B->p[1] - A->p[1], uz = B->p[2] - A->p[2];
             float wx = C->p[0] - A->p[0], wy = C->p[1] - A->p[1], wz = C->p[2] - A->p[2];
             float nx = uy * wz - uz * wy, ny = uz * wx - ux * wz, nz = ux * wy - uy * wx;
-            for (int k = 0; k < 3; k++) {
-                float *n = c->S + 4L * tri[k];
-                n[0] += nx; n[1] += ny; n[2] += nz;
-            }
+            Vert *abc[3] = {A, B, C};
+            for (int k = 0; k < 3; k++) { abc[k]->n[0] += nx; abc[k]->n[1] += ny; abc[k]->n[2] += nz; }
         }
         /* pixel centres inside the triangle's box, clipped to the image (any image size) */
         int x0 = ceil_in(minf(minf(A->p[0], B->p[0]), C->p[0]), 0, c->W - 1);
@@ -221,10 +215,10 @@ typedef struct { float L[3], H[3], ambient, diffuse, lut[SPEC_LUT + 2]; const fl
 /* Gouraud: light each vertex once (into S). Face meshes this dense have (sub-)pixel
  * triangles, where per-pixel lighting looks the same but costs a normalisation per pixel
  * instead of per vertex. */
-static void shade_scalar(float *S, int v0, int n_vertices, const Light *lt)
+static void shade_scalar(const Vert *V, float *S, int v0, int n_vertices, const Light *lt)
 {
     for (int v = v0; v < n_vertices; v++) {
-        const float n[3] = {S[4L * v], S[4L * v + 1], S[4L * v + 2]};
+        const float *n = V[v].n;
         float len2 = n[0] * n[0] + n[1] * n[1] + n[2] * n[2];
         float n0 = 0, n1 = 0, n2 = -1;
         if (len2 > 1e-30f && len2 < INFINITY) {
@@ -296,11 +290,9 @@ tile_avx2(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C, int 
 {
     const __m256d px = _mm256_add_pd(_mm256_set1_pd(tx), _mm256_setr_pd(0, 1, 0, 1));
     const __m256d py = _mm256_add_pd(_mm256_set1_pd(ty), _mm256_setr_pd(0, 0, 1, 1));
-    /* the float vertices as doubles (exact) */
-    const __m256d pa = _mm256_cvtps_pd(_mm_load_ps(A->p)), pb = _mm256_cvtps_pd(_mm_load_ps(B->p)), pc = _mm256_cvtps_pd(_mm_load_ps(C->p));
-    __m256d ax = _mm256_sub_pd(_mm256_permute4x64_pd(pa, 0x00), px), ay = _mm256_sub_pd(_mm256_permute4x64_pd(pa, 0x55), py);
-    __m256d bx = _mm256_sub_pd(_mm256_permute4x64_pd(pb, 0x00), px), by = _mm256_sub_pd(_mm256_permute4x64_pd(pb, 0x55), py);
-    __m256d cx = _mm256_sub_pd(_mm256_permute4x64_pd(pc, 0x00), px), cy = _mm256_sub_pd(_mm256_permute4x64_pd(pc, 0x55), py);
+    __m256d ax = _mm256_sub_pd(_mm256_broadcast_sd(&A->x), px), ay = _mm256_sub_pd(_mm256_broadcast_sd(&A->y), py);
+    __m256d bx = _mm256_sub_pd(_mm256_broadcast_sd(&B->x), px), by = _mm256_sub_pd(_mm256_broadcast_sd(&B->y), py);
+    __m256d cx = _mm256_sub_pd(_mm256_broadcast_sd(&C->x), px), cy = _mm256_sub_pd(_mm256_broadcast_sd(&C->y), py);
     __m256d eab = _mm256_sub_pd(_mm256_mul_pd(ax, by), _mm256_mul_pd(ay, bx));
     __m256d ebc = _mm256_sub_pd(_mm256_mul_pd(bx, cy), _mm256_mul_pd(by, cx));
     __m256d eca = _mm256_sub_pd(_mm256_mul_pd(cx, ay), _mm256_mul_pd(cy, ax));
@@ -313,9 +305,9 @@ tile_avx2(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C, int 
 
     /* depth and weights of b and c, as pixel_exact computes them */
     __m256d ia = _mm256_div_pd(_mm256_set1_pd(1.0), _mm256_add_pd(_mm256_add_pd(eab, ebc), eca));
-    __m256d z = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(ebc, _mm256_permute4x64_pd(pa, 0xAA)),
-                                            _mm256_mul_pd(eca, _mm256_permute4x64_pd(pb, 0xAA))),
-                              _mm256_mul_pd(eab, _mm256_permute4x64_pd(pc, 0xAA)));
+    __m256d z = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(ebc, _mm256_broadcast_sd(&A->z)),
+                                            _mm256_mul_pd(eca, _mm256_broadcast_sd(&B->z))),
+                              _mm256_mul_pd(eab, _mm256_broadcast_sd(&C->z)));
     __m128 zf = _mm256_cvtpd_ps(_mm256_mul_pd(z, ia));
     __m128 wb = _mm256_cvtpd_ps(_mm256_mul_pd(eca, ia)), wc = _mm256_cvtpd_ps(_mm256_mul_pd(eab, ia));
     /* lane k's Frag (z, w1, w2, t); the tile's rows are lanes 0-1 and 2-3 */
@@ -358,10 +350,9 @@ tri_avx2(const Ctx *c, Vert *V, const int32_t *tri, int t, int check_ok, int nor
         __m128 u1 = _mm_shuffle_ps(u, u, _MM_SHUFFLE(3, 0, 2, 1)), w1 = _mm_shuffle_ps(w, w, _MM_SHUFFLE(3, 0, 2, 1));
         __m128 u2 = _mm_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 0, 2)), w2 = _mm_shuffle_ps(w, w, _MM_SHUFFLE(3, 1, 0, 2));
         __m128 n = _mm_sub_ps(_mm_mul_ps(u1, w2), _mm_mul_ps(u2, w1));
-        float *na = c->S + 4L * i0, *nb = c->S + 4L * i1, *nc = c->S + 4L * i2;
-        _mm_store_ps(na, _mm_add_ps(_mm_load_ps(na), n));
-        _mm_store_ps(nb, _mm_add_ps(_mm_load_ps(nb), n));
-        _mm_store_ps(nc, _mm_add_ps(_mm_load_ps(nc), n));
+        _mm_store_ps(A->n, _mm_add_ps(_mm_load_ps(A->n), n));
+        _mm_store_ps(B->n, _mm_add_ps(_mm_load_ps(B->n), n));
+        _mm_store_ps(C->n, _mm_add_ps(_mm_load_ps(C->n), n));
     }
 
     /* box of pixel centres: lane-wise minimum of (x0, y0, -x1, -y1) */
@@ -403,14 +394,15 @@ __attribute__((target("avx2"), noinline)) static void raster_avx2(const Ctx *c, 
 }
 
 /* shade_scalar, 8 vertices at a time (the same float operations, so the same colours) */
-__attribute__((target("avx2"), noinline)) static void shade_avx2(float *S, int n_vertices, const Light *lt)
+__attribute__((target("avx2"), noinline)) static void shade_avx2(const Vert *V, float *S, int n_vertices, const Light *lt)
 {
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
     const __m256i cidx = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
     int v0 = 0;
     for (; v0 + 8 <= n_vertices; v0 += 8) {
-        float *D = S + 4L * v0;   /* normals in, colours out, in place */
-        __m256 r0 = load2(D, D + 16), r1 = load2(D + 4, D + 20), r2 = load2(D + 8, D + 24), r3 = load2(D + 12, D + 28);
+        const Vert *W = V + v0;
+        float *D = S + 4L * v0;
+        __m256 r0 = load2(W[0].n, W[4].n), r1 = load2(W[1].n, W[5].n), r2 = load2(W[2].n, W[6].n), r3 = load2(W[3].n, W[7].n);
         __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpacklo_ps(r2, r3), t2 = _mm256_unpackhi_ps(r0, r1), t3 = _mm256_unpackhi_ps(r2, r3);
         __m256 nx = _mm256_shuffle_ps(t0, t1, 0x44), ny = _mm256_shuffle_ps(t0, t1, 0xEE), nz = _mm256_shuffle_ps(t2, t3, 0x44);
         __m256 len2 = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(nx, nx), _mm256_mul_ps(ny, ny)), _mm256_mul_ps(nz, nz));
@@ -444,7 +436,7 @@ __attribute__((target("avx2"), noinline)) static void shade_avx2(float *S, int n
         store2(D + 8, D + 24, _mm256_shuffle_ps(t2, t3, 0x44));
         store2(D + 12, D + 28, _mm256_shuffle_ps(t2, t3, 0xEE));
     }
-    shade_scalar(S, v0, n_vertices, lt);   /* the last n_vertices % 8 */
+    shade_scalar(V, S, v0, n_vertices, lt);   /* the last n_vertices % 8 */
 }
 
 /* resolve_scalar, one pixel's three channels per SSE operation (same rounding). */
@@ -537,7 +529,9 @@ static int rasterise(Raster *r, int height, int width, const float *vertices, in
         ok[v] = (unsigned char)fin;
         all_ok &= fin;
         _mm_store_ps(q->p, pv);
-        _mm_store_ps(S + 4L * v, _mm_setzero_ps());
+        _mm_store_ps(q->n, _mm_setzero_ps());
+        _mm_storeu_pd(&q->x, _mm_cvtps_pd(pv));
+        q->z = p[2];
         __m128 b4 = _mm_min_ps(_mm_max_ps(_mm_xor_ps(_mm_movelh_ps(pv, pv), neg_zw), lo4), hi4);
         __m128i i4 = _mm_cvttps_epi32(b4);
         i4 = _mm_sub_epi32(i4, _mm_castps_si128(_mm_cmplt_ps(_mm_cvtepi32_ps(i4), b4)));   /* ceil */
@@ -553,8 +547,9 @@ static int rasterise(Raster *r, int height, int width, const float *vertices, in
         Vert *q = V + v;
         ok[v] = isfinite(p[0]) && isfinite(p[1]) && isfinite(p[2]);
         all_ok &= ok[v];
-        q->p[0] = p[0]; q->p[1] = p[1]; q->p[2] = p[2]; q->p[3] = 0;   /* box: only the AVX2 path uses it */
-        S[4L * v] = S[4L * v + 1] = S[4L * v + 2] = S[4L * v + 3] = 0;
+        q->p[0] = p[0]; q->p[1] = p[1]; q->p[2] = p[2]; q->p[3] = 0;
+        q->n[0] = q->n[1] = q->n[2] = q->n[3] = 0;
+        q->x = p[0]; q->y = p[1]; q->z = p[2];   /* box: only the AVX2 path uses it */
         if (!ok[v]) continue;
         bx0 = minf(bx0, p[0]); bx1 = maxf(bx1, p[0]);
         by0 = minf(by0, p[1]); by1 = maxf(by1, p[1]);
@@ -622,10 +617,10 @@ int render_mesh(uint8_t *image, int height, int width,
 
     /* Shade the vertices, then pass 2: blend the single visible fragment of each pixel. */
 #ifdef RENDER_AVX2
-    if (r.simd) { shade_avx2(r.c.S, n_vertices, lt);
+    if (r.simd) { shade_avx2(r.c.V, r.c.S, n_vertices, lt);
                   resolve_avx2(image, height, width, &r.c, r.X0, r.Y0, r.X1, r.Y1, alpha); } else
 #endif
-    { shade_scalar(r.c.S, 0, n_vertices, lt); resolve_scalar(image, width, &r.c, r.X0, r.Y0, r.X1, r.Y1, alpha); }
+    { shade_scalar(r.c.V, r.c.S, 0, n_vertices, lt); resolve_scalar(image, width, &r.c, r.X0, r.Y0, r.X1, r.Y1, alpha); }
     free(r.F);
     free(r.lt);
     return RENDER_OK;
