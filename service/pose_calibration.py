@@ -150,10 +150,9 @@ class PoseCalibration:
     def correct(self, pose: Pose, points468: np.ndarray) -> Pose:
         """The corrected pose of one face (scale and translation kept)."""
         yaw, pitch, roll = pose.yaw_pitch_roll_deg
-        if abs(yaw) <= self.gate[0]:  # below the gate the residual is exactly 0: skip the point transform too
-            dy = dp = dr = 0.0
-        else:
-            dy, dp, dr = self.residual(roll_free_points(points468, pose)[None], np.array([[yaw, pitch]]))[0]
+        if abs(yaw) <= self.gate[0]:  # below the gate the residual is exactly 0: the raw pose is kept
+            return pose
+        dy, dp, dr = self.residual(roll_free_points(points468, pose)[None], np.array([[yaw, pitch]]))[0]
         roll = roll + dr
         roll = roll - 360.0 if roll > 180.0 else roll + 360.0 if roll < -180.0 else roll
         angles = np.array([np.clip(yaw + dy, -90.0, 90.0), pitch + dp, roll])
