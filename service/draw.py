@@ -79,6 +79,7 @@ def draw_label(image: np.ndarray, text: str, origin, color=WHITE) -> np.ndarray:
     x, y = int(origin[0]), int(origin[1])
     scale = max(0.45, image.shape[0] / 720)
     (w, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = max(min(x, image.shape[1] - w - 2), 2)  # a face near the right edge keeps its whole label
     x0, y0 = max(x - 2, 0), max(y - h - 3, 0)
     region = image[y0:y + baseline + 2, x0:x + w + 2]
     region[:] = region // 3  # darken rather than hide what is behind
