@@ -1,7 +1,9 @@
 """The README's accuracy numbers and CED plot: held-out AFW, three landmark methods and dlib.
 
-Runs ``service.evaluate``'s code for the product with ``--landmarks map``,
-``ridge`` and ``cascade`` (same detector, same faces), reads dlib's result if
+Runs ``service.evaluate``'s code for the product's photo pipeline (both
+detectors on the whole image, the full-range one on 2x2 tiles, as
+``demo_image.py``) with ``--landmarks map``, ``ridge`` and ``cascade`` (same
+detector, same faces), reads dlib's result if
 ``tools/compare_dlib.py`` has written it (``out/evaluate_dlib/per_image.csv``),
 and writes ``docs/accuracy_ced.png`` and ``out/accuracy/summary.json``.
 
