@@ -2,11 +2,11 @@
  * GCC/Clang SIMD intrinsics and target attributes; libc/libm only).
  *
  * int render_abi_version(void);
- *     Returns RENDER_ABI_VERSION (5). Bumped whenever an exported function's signature or
+ *     Returns RENDER_ABI_VERSION (6). Bumped whenever an exported function's signature or
  *     semantics change, or one is added, so the Python binding can detect a stale
  *     librender.so. Version 2 added render_maps, version 3 model_fit, version 4 the
  *     compressed leaf rows of cascade_refine, version 5 replaced csr_apply3 by
- *     loop_level3; render_mesh is unchanged.
+ *     loop_level3, version 6 dropped its n_cols (always n_even); render_mesh is unchanged.
  *
  * int render_mesh(uint8_t *image, int height, int width,
  *                 const float *vertices, int n_vertices,
@@ -95,7 +95,7 @@
 #endif
 #endif
 
-#define RENDER_ABI_VERSION 5
+#define RENDER_ABI_VERSION 6
 #define RENDER_OK 0
 #define RENDER_ERR_ARGS (-1)
 #define RENDER_ERR_INDEX (-2)
@@ -935,18 +935,18 @@ int cascade_refine(const uint8_t *image, int height, int width, int channels, lo
 
 /* One level of Loop subdivision of 3-column float32 rows (service/subdivision.py builds it as
  * a sparse map; service/kernels.py NativeSubdivision splits that map into this form):
- *   out rows [0, n_even): the old vertices, smoothed: CSR over the rows of in (int32 indptr,
- *       uint16 column indices, float32 weights);
+ *   out rows [0, n_even): the old vertices, smoothed: CSR over the n_even rows of in (the old
+ *       vertices too; int32 indptr, uint16 column indices, float32 weights);
  *   out rows [n_even, n_even + n_odd): one per edge, 4 uint16 indices (a, b, c, d) per row:
  *       3/8 (a + b) + 1/8 (c + d), or (a + b) / 2 for a boundary edge (c = d = 0xFFFF).
  * The edge rows need no weights and half the index bytes of a CSR map (the level that makes
  * the dense mesh reads 0.47 MB instead of 1.17 MB), and rows are read and written 4 floats
  * wide (the 4th lane spills into the next row, written after it; never past either array).
- * in has n_cols < 65535 rows. Returns 0, or -1 on an index out of range. */
-int loop_level3(int n_even, int n_odd, int n_cols, const int32_t *indptr, const uint16_t *indices,
+ * n_even < 65535. Returns 0, or -1 on an index out of range. */
+int loop_level3(int n_even, int n_odd, const int32_t *indptr, const uint16_t *indices,
                 const float *weights, const uint16_t *edges, const float *in, float *out)
 {
-    const int n_rows = n_even + n_odd;
+    const int n_rows = n_even + n_odd, n_cols = n_even;   /* in holds the old vertices */
     for (int r = 0; r < n_even; r++) {
         float x = 0.0f, y = 0.0f, z = 0.0f;
         for (int32_t k = indptr[r]; k < indptr[r + 1]; k++) {

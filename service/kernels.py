@@ -50,8 +50,8 @@ def _library() -> ctypes.CDLL:
                                        _P, _P, _I, _P, _P]       # leaves, leaf_scales, coefficients,
                                                                  # leaf_basis, work
         lib.loop_level3.restype = _I
-        lib.loop_level3.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _P]   # even, odd, cols, indptr, indices,
-                                                                          # weights, edges, in, out
+        lib.loop_level3.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P]   # even, odd, indptr, indices,
+                                                                      # weights, edges, in, out
         lib.model_fit.restype = _I
         lib.model_fit.argtypes = [_P, _I, _P, _P, _P,            # points, n, mean, basis_t, solver_t
                                   _I, _I, _I, _P, _P, _P, _P]    # K, iterations, warm, coefficients, camera, work,
@@ -241,7 +241,7 @@ class NativeSubdivision:
             if current.shape != (n_even, 3):
                 raise ValueError(f"subdivision level {k} needs ({n_even}, 3) vertices, got {current.shape}")
             out = np.empty((n_even + n_odd, 3), np.float32)  # per call: thread-safe
-            if self._lib.loop_level3(n_even, n_odd, n_even, indptr, indices, weights, edges,
+            if self._lib.loop_level3(n_even, n_odd, indptr, indices, weights, edges,
                                      current.ctypes.data, out.ctypes.data) != 0:
                 raise ValueError("loop_level3: index out of range (corrupt subdivision map?)")
             current = out
