@@ -86,6 +86,17 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
+def pair_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`box_iou` of two single boxes, in plain floats.
+
+    The tracker compares each face with its previous box on every frame, where
+    numpy's per-call cost made the vectorised form take ~11 us for one pair (~1 us here).
+    """
+    (a0, a1, a2, a3), (b0, b1, b2, b3) = np.asarray(a, np.float64).tolist(), np.asarray(b, np.float64).tolist()
+    inter = max(min(a2, b2) - max(a0, b0), 0.0) * max(min(a3, b3) - max(a1, b1), 0.0)
+    return inter / max((a2 - a0) * (a3 - a1) + (b2 - b0) * (b3 - b1) - inter, 1e-9)
+
+
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
                  iou_threshold: float = NMS_IOU_THRESHOLD) -> list[Detection]:
     """MediaPipe's weighted non-maximum suppression.

@@ -1,14 +1,16 @@
 """C kernels of the per-frame model stages, in the renderer's library (``render/render.c``).
 
-Three inner loops run per face and frame where numpy's per-call overhead, not
+Four inner loops run per face and frame where numpy's per-call overhead, not
 arithmetic, decided the time: the 68-landmark tree cascade (10 stages x 150
 trees: about 30 numpy calls per stage), the subdivision of the 468-point mesh
-into the dense mesh (three Loop levels) and the 62-parameter model fit
-(about 20 small calls per alternation around a 3x3 SVD). All are ports of the
+into the dense mesh (three Loop levels), the 62-parameter model fit
+(about 20 small calls per alternation around a 3x3 SVD) and the One-Euro
+smoothing step (about 15 calls over the face's ~1,700 values). All are ports of the
 numpy reference code (:meth:`service.landmarks68.CascadeRefiner.refine`,
 :meth:`service.face_model.FaceModel.dense_vertices`,
-:meth:`service.face_model.FaceModel.fit`), which the tests compare against, and
-all release the GIL (ctypes), so a second thread can render or encode meanwhile.
+:meth:`service.face_model.FaceModel.fit`, :class:`service.smoothing.OneEuroFilter`),
+which the tests compare against, and all release the GIL (ctypes), so a second
+thread can render or encode meanwhile.
 
 The cascade's leaves are what each face reads most: 150 scattered rows per stage
 from a table of megabytes, so memory latency, not arithmetic, was the cascade's
@@ -37,6 +39,7 @@ from .render import load_render_library
 _P = ctypes.c_void_p
 _I = ctypes.c_int
 _L = ctypes.c_long
+_D = ctypes.c_double
 
 
 def _library() -> ctypes.CDLL:
@@ -56,6 +59,9 @@ def _library() -> ctypes.CDLL:
         lib.model_fit.argtypes = [_P, _I, _P, _P, _P,            # points, n, mean, basis_t, solver_t
                                   _I, _I, _I, _P, _P, _P, _P]    # K, iterations, warm, coefficients, camera, work,
                                                                  # spread
+        lib.one_euro_step.restype = _I
+        lib.one_euro_step.argtypes = [_I, _P, _P, _D, _D, _D, _D,  # n, x, scale, dt, min_cutoff, beta, d_cutoff
+                                      _P, _P]                      # state_x, state_dx (in/out)
         lib._kernels_typed = True
     return lib
 
@@ -295,3 +301,43 @@ class NativeFit:
                                camera.ctypes.data, work.ctypes.data, spread.ctypes.data) != 0:
             raise ValueError("model_fit rejected its arguments")
         return camera, coefficients, float(spread[0])
+
+
+
+class NativeOneEuro:
+    """The One-Euro filter step of :class:`service.smoothing.OneEuroFilter`, run in C.
+
+    The step is ~2 us of arithmetic, so the binding's own cost matters: each
+    array's address (``.ctypes.data``, ~1.5 us) is taken once per array object and
+    reused while the caller passes the same arrays (the filter's state, the
+    smoother's buffers kept between frames).
+    """
+
+    def __init__(self):
+        self._lib = _library()
+        self._addresses: dict[int, tuple[np.ndarray, int]] = {}
+
+    def _address(self, a: np.ndarray) -> int:
+        known = self._addresses.get(id(a))
+        if known is None or known[0] is not a:
+            if len(self._addresses) > 16:  # arrays of past frames: forget them
+                self._addresses.clear()
+            known = self._addresses[id(a)] = (a, a.ctypes.data)  # keeps `a` alive while cached
+        return known[1]
+
+    def step(self, x: np.ndarray, scale: np.ndarray, dt: float, min_cutoff: float, beta: float, d_cutoff: float,
+             state_x: np.ndarray, state_dx: np.ndarray) -> bool:
+        """One step over flat float64 arrays; updates ``state_x`` and ``state_dx`` in place.
+
+        All four arrays must be C-contiguous float64 of one size (``x`` and ``scale``
+        are read only). Returns whether every new smoothed value is finite.
+        """
+        n = x.size
+        for a in (x, scale, state_x, state_dx):
+            if a.dtype != np.float64 or a.size != n or not a.flags.c_contiguous:
+                raise ValueError("one_euro_step needs C-contiguous float64 arrays of one size")
+        status = self._lib.one_euro_step(n, self._address(x), self._address(scale), dt, min_cutoff, beta, d_cutoff,
+                                         self._address(state_x), self._address(state_dx))
+        if status < 0:
+            raise ValueError("one_euro_step rejected its arguments")
+        return bool(status)

@@ -32,7 +32,7 @@ if locations.SOURCE_TREE:
 else:  # installed package: compiled at install time or on first use (service/render_build.py)
     LIBRARY_PATH = None
     BUILD_SCRIPT = None
-ABI_VERSION = 6  # must equal RENDER_ABI_VERSION in render/render.c
+ABI_VERSION = 7  # must equal RENDER_ABI_VERSION in render/render.c
 
 # Return codes of render_mesh (see render/render.c).
 _ERR_ARGS, _ERR_INDEX, _ERR_NOMEM = -1, -2, -3

@@ -77,6 +77,11 @@ class OneEuroFilter:
     ----------
     params : OneEuroParams
         Cutoffs and speed coefficient.
+    default_dt : float
+        Frame interval in seconds used when timestamps do not increase.
+    native : bool
+        Run each step in C (:class:`service.kernels.NativeOneEuro`, default) or in
+        numpy (the reference the tests compare with; they agree to ~1e-15).
 
     Notes
     -----
@@ -85,9 +90,12 @@ class OneEuroFilter:
     as one nominal frame interval ``default_dt``.
     """
 
-    def __init__(self, params: OneEuroParams = OneEuroParams(), default_dt: float = 1.0 / 30.0):
+    def __init__(self, params: OneEuroParams = OneEuroParams(), default_dt: float = 1.0 / 30.0,
+                 native: bool = True):
         self.params = params
         self.default_dt = float(default_dt)
+        self.native = native
+        self._kernel = None  # NativeOneEuro, made on first use (nothing loads at construction)
         self.reset()
 
     def reset(self) -> None:
@@ -95,6 +103,7 @@ class OneEuroFilter:
         self._x = None      # last smoothed value
         self._dx = None     # last smoothed derivative (raw units per second)
         self._t = None
+        self._finite = True  # every value of _x is finite
 
     @property
     def initialized(self) -> bool:
@@ -118,18 +127,31 @@ class OneEuroFilter:
             The smoothed value (float64, shape of ``x``); a new array.
         """
         x = np.asarray(x, np.float64)
-        if self._x is None or self._x.shape != x.shape or not np.isfinite(self._x).all():
+        if self._x is None or self._x.shape != x.shape or not self._finite:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), float(t)
+            self._finite = bool(np.isfinite(x).all())
             return x.copy()
         dt = float(t) - self._t
         if not dt > 0:
             dt = self.default_dt
         p = self.params
+        self._t = float(t)
+        if self.native:  # the same step in C (service.kernels.NativeOneEuro): one call, not ~15
+            if self._kernel is None:
+                from .kernels import NativeOneEuro
+
+                self._kernel = NativeOneEuro()
+            scale = np.asarray(scale, np.float64)
+            if scale.shape != x.shape or not scale.flags.c_contiguous:
+                scale = np.ascontiguousarray(np.broadcast_to(scale, x.shape))
+            self._finite = self._kernel.step(np.ascontiguousarray(x), scale, dt, p.min_cutoff, p.beta, p.d_cutoff,
+                                             self._x, self._dx)
+            return self._x.copy()
         dx = (x - self._x) / dt
         self._dx += _alpha(p.d_cutoff, dt) * (dx - self._dx)
         cutoff = p.min_cutoff + p.beta * np.abs(self._dx) / scale
         self._x += _alpha(cutoff, dt) * (x - self._x)
-        self._t = float(t)
+        self._finite = bool(np.isfinite(self._x).all())
         return self._x.copy()
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .aligner import Alignment, Roi, points_bounds, roi_from_points
-from .detector import Detection, box_iou
+from .detector import Detection, box_iou, pair_iou
 from .face_model import N_CAMERA, FitError, pose_from_params
 from .image_io import to_bgr_uint8
 from .pipeline import Face, FacePipeline
@@ -357,7 +357,7 @@ class FaceTracker:
             alignment = self._timed("align", self.pipeline.aligner.process, image, roi)
             if self._usable(alignment):
                 box = box_from_points(alignment.points)
-                if _iou(box, [track.box])[0] >= self.config.min_step_iou:
+                if pair_iou(box, track.box) >= self.config.min_step_iou:
                     track.alignment, track.box, track.roi = alignment, box, roi
                     continue
             track.lost = 1
@@ -433,7 +433,7 @@ class FaceTracker:
             if older.face_id in dropped:
                 continue
             for newer in active[i + 1:]:
-                if newer.face_id not in dropped and _iou(older.box, [newer.box])[0] >= self.config.merge_iou:
+                if newer.face_id not in dropped and pair_iou(older.box, newer.box) >= self.config.merge_iou:
                     dropped.add(newer.face_id)
                     older.detected = older.detected or newer.detected
         if dropped:

@@ -461,7 +461,7 @@ def test_simd_and_scalar_code_paths_agree(scalar_render_library):
 
 def test_library_abi_version():
     lib = load_render_library()
-    assert lib.render_abi_version() == render_mod.ABI_VERSION == 6
+    assert lib.render_abi_version() == render_mod.ABI_VERSION == 7
 
 
 def test_missing_library_with_failing_build_raises(tmp_path, monkeypatch):

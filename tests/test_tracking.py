@@ -66,6 +66,34 @@ def test_one_euro_smooths_noise_more_at_rest_than_in_motion():
     assert lag[1.0] < 0.2 * lag[0.0]
 
 
+def test_one_euro_in_c_matches_the_numpy_reference():
+    """The C step (default) against the numpy code, on noisy motion with per-value scales,
+    a repeated timestamp, a scalar scale and a non-finite value (both restart after it)."""
+    rng = np.random.default_rng(3)
+    for params, scale in ((OneEuroParams(), rng.uniform(0.5, 50.0, (40, 3))), (OneEuroParams(1.0, 0.0, 2.0), 2.0)):
+        native, reference = OneEuroFilter(params), OneEuroFilter(params, native=False)
+        assert native.native and not reference.native
+        walk = np.cumsum(rng.normal(size=(120, 40, 3)), axis=0)
+        walk[60, 5, 1] = np.nan
+        for i, value in enumerate(walk):
+            t = (i - (i == 30)) / 30  # frame 30 repeats frame 29's time
+            a, b = native(value, t, scale), reference(value, t, scale)
+            assert np.array_equal(np.isfinite(a), np.isfinite(b))
+            finite = np.isfinite(b)
+            assert np.abs(a[finite] - b[finite]).max() <= 1e-9 * np.abs(b[finite]).max()
+        assert not np.allclose(a, walk[-1])  # it smoothed
+
+
+def test_pair_iou_equals_box_iou():
+    from service.detector import box_iou, pair_iou
+
+    rng = np.random.default_rng(4)
+    corners = np.sort(rng.uniform(0, 100, (500, 2, 2, 2)), axis=1)  # pair, (lo, hi), (x, y), (box a, box b)
+    for a, b in zip(corners[..., 0].reshape(-1, 4), corners[..., 1].reshape(-1, 4)):  # x1, y1, x2, y2 each
+        assert pair_iou(a, b) == pytest.approx(float(box_iou(a, b[None])[0]), abs=1e-12)
+    assert pair_iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0.0 and pair_iou([0, 0, 2, 2], [0, 0, 2, 2]) == 1.0
+
+
 def test_face_smoother_is_generic_over_named_arrays_and_can_be_off():
     smoother = FaceSmoother(SmoothingConfig(params=OneEuroParams(0.5, 0.0)))
     first = {"points468": np.zeros((468, 3)), "params62": np.zeros(62)}
