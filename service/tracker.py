@@ -51,10 +51,10 @@ import numpy as np
 
 from .aligner import Alignment, Roi, points_bounds, roi_from_points
 from .detector import Detection, box_iou, pair_iou
-from .face_model import N_CAMERA, FitError, pose_from_params
+from .face_model import N_CAMERA, FitError
 from .image_io import to_bgr_uint8
 from .pipeline import Face, FacePipeline
-from .pose import nearest_scaled_rotation
+from .pose import Pose, nearest_scaled_rotation, yaw_pitch_roll_deg
 from .pose_calibration import corrected_pose
 from .scene_cut import DEFAULT_CUT_THRESHOLD, SceneCutDetector
 from .smoothing import FaceSmoother, SmoothingConfig
@@ -138,14 +138,17 @@ def smooth_face(face: Face, smoother: FaceSmoother, t: float) -> Face:
     out = smoother(values, t, speed_scales(face))
     changes = {name: value.astype(np.asarray(values[name]).dtype, copy=False) for name, value in out.items()}
     if "params62" in out:
-        params = out["params62"]
-        camera = params[:N_CAMERA].reshape(3, 4).copy()
+        params = changes["params62"]  # the smoother's new array, changed in place (never the face's own)
+        if np.shares_memory(params, face.params62):
+            params = changes["params62"] = params.copy()
+        camera = params[:N_CAMERA].reshape(3, 4)
         rotation, scale = nearest_scaled_rotation(camera[:, :3])
         camera[:, :3] = rotation * scale
-        params = np.concatenate([camera.ravel(), params[N_CAMERA:]])
-        changes["params62"] = params
-        # The same large-pose correction as the unsmoothed face (service.pose_calibration).
-        changes["pose"] = corrected_pose(pose_from_params(params), out.get("points468", face.points468))
+        # The pose of that camera (what pose_from_params(params) gives, to rounding), with the
+        # same large-pose correction as the unsmoothed face (service.pose_calibration).
+        pose = Pose(rotation=rotation, scale=scale, translation=camera[:, 3].copy(),
+                    yaw_pitch_roll_deg=yaw_pitch_roll_deg(rotation))
+        changes["pose"] = corrected_pose(pose, out.get("points468", face.points468))
     if "points468" in out:
         changes["box"] = box_from_points(out["points468"])
     return replace(face, **changes)
