@@ -89,7 +89,12 @@ def draw_label(image: np.ndarray, text: str, origin, color=WHITE) -> np.ndarray:
 
 def draw_pose_label(image: np.ndarray, box: np.ndarray, pose: Pose) -> np.ndarray:
     """Yaw, pitch, roll above the face box."""
-    yaw, pitch, roll = pose.yaw_pitch_roll_deg
     x = max(0.0, float(box[0]))
     y = max(15.0, float(box[1]) - 6)
-    return draw_label(image, f"yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}", (x, y))
+    return draw_label(image, pose_label(pose), (x, y))
+
+
+def pose_label(pose: Pose) -> str:
+    """``"yaw +12 pitch -3 roll +0"``: whole degrees, signed (an angle that rounds to 0 reads ``+0``, never ``-0``)."""
+    yaw, pitch, roll = (int(round(float(v))) for v in pose.yaw_pitch_roll_deg)
+    return f"yaw {yaw:+d} pitch {pitch:+d} roll {roll:+d}"
