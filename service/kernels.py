@@ -303,7 +303,6 @@ class NativeFit:
         return camera, coefficients, float(spread[0])
 
 
-
 class NativeOneEuro:
     """The One-Euro filter step of :class:`service.smoothing.OneEuroFilter`, run in C.
 

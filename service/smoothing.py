@@ -81,7 +81,7 @@ class OneEuroFilter:
         Frame interval in seconds used when timestamps do not increase.
     native : bool
         Run each step in C (:class:`service.kernels.NativeOneEuro`, default) or in
-        numpy (the reference the tests compare with; they agree to ~1e-15).
+        numpy (the reference the tests compare with; they agree to ~1e-12 relative).
 
     Notes
     -----
