@@ -53,7 +53,8 @@ def _abi_of(lib: ctypes.CDLL) -> int | None:
 
 # Functions this binding calls. A library of the right ABI number that lacks one is a
 # stale build from between two changes of render.c: it is rebuilt like an old ABI.
-REQUIRED_FUNCTIONS = ("render_mesh", "render_maps", "cascade_refine", "loop_level3", "model_fit")  # kernels.py: the last three
+REQUIRED_FUNCTIONS = ("render_mesh", "render_maps",
+                      "cascade_refine", "loop_level3", "model_fit", "one_euro_step")  # kernels.py: the last four
 
 
 def _mismatch(lib: ctypes.CDLL) -> str | None:
