@@ -227,10 +227,14 @@ class Reconstructor:
         params = face.params62 if isinstance(face, Face) else face
         return self.pipeline.model.dense_vertices(params)
 
-    def render(self, image, faces, alpha: float = 0.7) -> np.ndarray:
+    def render(self, image, faces, alpha: float = 0.7, detail: str = "auto") -> np.ndarray:
         """A BGR uint8 copy of ``image`` with each face's dense mesh shaded over it.
 
-        The C renderer is loaded (and, if needed, compiled) on first call.
+        ``detail``: "auto" draws a face whose triangles are small on screen one
+        subdivision level coarser (the same picture to about one grey level, in
+        about half the time), "full" always the whole mesh
+        (:meth:`FaceModel.overlay_mesh`). The C renderer is loaded (and, if
+        needed, compiled) on first call.
         """
         from .image_io import to_bgr_uint8
         from .render import MeshRenderer
@@ -239,5 +243,6 @@ class Reconstructor:
             self._renderer = MeshRenderer()
         canvas = to_bgr_uint8(image).copy()
         for face in faces:
-            self._renderer.render(canvas, self.dense_vertices(face), self.pipeline.model.render_triangles, alpha=alpha)
+            self._renderer.render(canvas, *self.pipeline.model.overlay_mesh(self.dense_vertices(face), detail),
+                                  alpha=alpha)
         return canvas

@@ -27,6 +27,12 @@ from .pose import Pose, det3, umeyama, yaw_pitch_roll_deg
 from .subdivision import subdivision_maps
 
 N_CAMERA, N_SHAPE, N_EXPRESSION = 12, 40, 10
+# FaceModel.overlay_mesh: the shaded overlay draws one subdivision level coarser
+# while that level's triangles cover at most this many pixels of the face's box
+# each (the sample video's face: ~4; checked by eye and by pixel difference up
+# to ~64, a face ~900 px wide).
+OVERLAY_DETAILS = ("auto", "full")
+OVERLAY_MAX_TRIANGLE_PX2 = 64.0
 N_PARAMS = N_CAMERA + N_SHAPE + N_EXPRESSION  # 62
 SHAPE = slice(N_CAMERA, N_CAMERA + N_SHAPE)
 EXPRESSION = slice(N_CAMERA + N_SHAPE, N_PARAMS)
@@ -89,7 +95,8 @@ class FaceModel:
     _dense_maps: list = field(init=False, repr=False)
     _native_subdivision: object = field(init=False, repr=False, default=None)
     _native_fit: object = field(init=False, repr=False, default=None)
-    _render_triangles: np.ndarray | None = field(init=False, repr=False, default=None)
+    _render_triangles: dict = field(init=False, repr=False, default_factory=dict)
+    _level_triangles: list = field(init=False, repr=False)
     dense_triangles: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -103,8 +110,9 @@ class FaceModel:
         # half that time, at a precision (1e-7) far below the fit's residual.
         self._solver32 = self._solver.astype(np.float32)
         self._basis32 = basis.astype(np.float32)
-        self._dense_maps, self.dense_triangles = subdivision_maps(self.triangles, len(self.mean),
-                                                                  self.subdivision_levels)
+        self._dense_maps, self._level_triangles = subdivision_maps(self.triangles, len(self.mean),
+                                                                   self.subdivision_levels, every_level=True)
+        self.dense_triangles = self._level_triangles[-1]
 
     @classmethod
     def load(cls, path: Path | None = None, subdivision_levels: int = 3) -> "FaceModel":
@@ -118,7 +126,11 @@ class FaceModel:
 
     @property
     def n_dense_vertices(self) -> int:
-        return self._dense_maps[-1].shape[0] if self._dense_maps else len(self.mean)
+        return self.n_level_vertices(self.subdivision_levels)
+
+    def n_level_vertices(self, level: int) -> int:
+        """Vertices of subdivision level ``level`` (0: the 468 points): the dense mesh's first ones."""
+        return self._dense_maps[level - 1].shape[0] if level else len(self.mean)
 
     def model_vertices(self, shape: np.ndarray, expression: np.ndarray) -> np.ndarray:
         """The 468 points in the model frame for given coefficients."""
@@ -228,11 +240,54 @@ class FaceModel:
         vertices and pixels, about 10 % faster to render. Only triangles at exactly the
         same depth on a pixel can resolve differently from :attr:`dense_triangles`.
         """
-        if self._render_triangles is None:
+        return self._render_order(self.subdivision_levels)
+
+    def _render_order(self, level: int) -> np.ndarray:
+        """Level ``level``'s triangles in Z-order (:func:`service.maps.render_triangles`), computed once."""
+        if level not in self._render_triangles:
             from .maps import render_triangles
 
-            self._render_triangles = render_triangles(self)
-        return self._render_triangles
+            self._render_triangles[level] = render_triangles(self, level)
+        return self._render_triangles[level]
+
+    def level_triangles(self, level: int) -> np.ndarray:
+        """Triangles of subdivision level ``level`` (0: the 468-point mesh; ``subdivision_levels``:
+        :attr:`dense_triangles`), indexing the first vertices of the dense mesh.
+
+        Each Loop level keeps the previous level's vertices first, so the dense mesh's
+        first ``4**level``-fold fewer vertices with these triangles are a coarser mesh of
+        the same surface (those vertices smoothed by the later levels).
+        """
+        if not 0 <= level <= self.subdivision_levels:
+            raise ValueError(f"level must be 0..{self.subdivision_levels}, got {level}")
+        return self._level_triangles[level]
+
+    def overlay_mesh(self, vertices: np.ndarray, detail: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """The dense mesh ``vertices`` as the shaded overlay draws it: ``(vertices, triangles)``.
+
+        ``detail="full"``: the whole dense mesh with :attr:`render_triangles`.
+        ``detail="auto"`` (the overlays' default): one subdivision level coarser
+        (a quarter of the triangles, the first ~7,000 vertices; the renderer takes
+        about half the time) while that level's triangles are small on screen:
+        the 468 points' box over its triangle count at most
+        :data:`OVERLAY_MAX_TRIANGLE_PX2` pixels. Its pictures differ from the full
+        mesh's by 0.65 grey levels on average over the face (99 % of pixels within
+        2.5), the same at every face size checked (100-900 px wide; the
+        difference is the coarser normals' shading, the surface is the same
+        smooth one), so the full mesh only pays for faces larger than that.
+        Non-finite vertices get the full mesh (the renderer skips their triangles).
+        """
+        if detail not in OVERLAY_DETAILS:
+            raise ValueError(f"detail must be one of {', '.join(OVERLAY_DETAILS)}, got {detail!r}")
+        level = self.subdivision_levels - 1
+        if detail == "auto" and level >= 0:
+            # the box of the first 468 vertices (1-D reductions: numpy's column
+            # reductions of an (n, 3) array cost several times more)
+            x, y = vertices[:len(self.mean), 0], vertices[:len(self.mean), 1]
+            area = float(x.max() - x.min()) * float(y.max() - y.min())
+            if area <= OVERLAY_MAX_TRIANGLE_PX2 * len(self._level_triangles[level]):   # False for NaN
+                return vertices[:self.n_level_vertices(level)], self._render_order(level)
+        return vertices, self.render_triangles
 
     def expand_values(self, values: np.ndarray) -> np.ndarray:
         """Any per-point values of the 468-point mesh carried to the dense mesh.

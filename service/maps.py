@@ -64,7 +64,7 @@ def _interleave_bits(values: np.ndarray) -> np.ndarray:
     return x
 
 
-def render_triangles(model) -> np.ndarray:
+def render_triangles(model, level: int | None = None) -> np.ndarray:
     """The model's dense triangles reordered for the renderer's memory locality.
 
     The same surface, triangles sorted along a Z-order (Morton) curve of their
@@ -72,14 +72,15 @@ def render_triangles(model) -> np.ndarray:
     vertices and pixels, so the rasteriser finds them in cache (about 10 %
     faster maps than in subdivision order). Only ties between triangles at
     exactly the same depth can resolve differently; per-pixel maps do not
-    depend on the order otherwise.
+    depend on the order otherwise. ``level`` (0 .. ``model.subdivision_levels``)
+    reorders a coarser level's triangles instead (:meth:`FaceModel.level_triangles`).
 
     Returns
     -------
     ndarray of int32, shape (m, 3)
     """
     mean = dense_expand(model, model.mean)
-    tris = np.asarray(model.dense_triangles, np.int32)
+    tris = np.asarray(model.dense_triangles if level is None else model.level_triangles(level), np.int32)
     centroids = mean[tris, :2].mean(1)
     lo, hi = centroids.min(0), centroids.max(0)
     cells = np.clip((centroids - lo) / np.maximum(hi - lo, 1e-12) * 1023, 0, 1023).astype(np.uint64)

@@ -84,7 +84,7 @@ def loop_subdivide(triangles: np.ndarray, n_vertices: int) -> tuple[sp.csr_matri
     return level_map, fine.astype(np.int32)
 
 
-def subdivision_maps(triangles: np.ndarray, n_vertices: int, levels: int):
+def subdivision_maps(triangles: np.ndarray, n_vertices: int, levels: int, every_level: bool = False):
     """``levels`` successive Loop levels.
 
     Returns
@@ -92,11 +92,17 @@ def subdivision_maps(triangles: np.ndarray, n_vertices: int, levels: int):
     maps : list of scipy.sparse.csr_matrix
         Apply in order: ``v = maps[k] @ v``.
     triangles : ndarray, shape (4**levels * m, 3)
-        Triangles of the finest mesh.
+        Triangles of the finest mesh; with ``every_level``, a list of the
+        triangles of each level instead, ``[coarse, level 1, ..., finest]``.
+        As each level keeps the old vertices first, level ``k``'s triangles
+        index the first ``maps[k - 1].shape[0]`` vertices of the finest mesh
+        too: those vertices, smoothed by the later levels, with level ``k``'s
+        triangles are a coarser mesh of the same surface.
     """
-    maps = []
+    maps, per_level = [], [np.asarray(triangles, np.int32)]
     for _ in range(levels):
         level_map, triangles = loop_subdivide(triangles, n_vertices)
         maps.append(level_map.astype(np.float32))
+        per_level.append(triangles)
         n_vertices = level_map.shape[0]
-    return maps, triangles
+    return maps, (per_level if every_level else triangles)

@@ -38,12 +38,22 @@ class FaceViews:
         The canonical face (``FacePipeline.canonical.vertices``), for the pose box.
     dense_step : int
         ``dense`` view: draw every Nth dense vertex.
+    mesh_detail : {"auto", "full"}
+        ``mesh`` view: the level of detail it draws the dense mesh at
+        (:meth:`FaceModel.overlay_mesh`: "auto" draws a face one subdivision level
+        coarser while its triangles are small on screen, in about half the time).
     """
 
-    def __init__(self, model, renderer, canonical_vertices: np.ndarray, dense_step: int = 6):
+    def __init__(self, model, renderer, canonical_vertices: np.ndarray, dense_step: int = 6,
+                 mesh_detail: str = "auto"):
+        from .face_model import OVERLAY_DETAILS
+
+        if mesh_detail not in OVERLAY_DETAILS:
+            raise ValueError(f"mesh_detail must be one of {', '.join(OVERLAY_DETAILS)}, got {mesh_detail!r}")
         self.model, self.renderer = model, renderer
         self.canonical_vertices = canonical_vertices
         self.dense_step = int(dense_step)
+        self.mesh_detail = mesh_detail
         self._ncc = None
         self._layout = None
 
@@ -91,7 +101,7 @@ class FaceViews:
                 draw.draw_pose_box(frame, face.pose, self.canonical_vertices)
                 draw.draw_pose_label(frame, face.box, face.pose)
             elif view == "mesh":
-                self.renderer.render(frame, vertex_list[k], self.model.render_triangles)
+                self.renderer.render(frame, *self.model.overlay_mesh(vertex_list[k], self.mesh_detail))
         return frame
 
     def panel(self, image: np.ndarray, faces, views=PANEL_VIEWS, columns: int = 2, vertex_list=None) -> np.ndarray:

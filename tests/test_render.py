@@ -457,6 +457,74 @@ def test_simd_and_scalar_code_paths_agree(scalar_render_library):
             np.testing.assert_array_equal(a, b)
 
 
+# --- level of detail of the face overlay ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def face_model():
+    from service.face_model import FaceModel
+
+    return FaceModel.load()
+
+
+def face_params(scale: float, angles=(25, -10, 5), centre=(320.0, 180.0)):
+    """A model face (random shape and expression, seed 3) about ``2.3 * scale`` pixels wide."""
+    from service.face_model import EXPRESSION, SHAPE
+    from service.pose import rotation_matrix
+
+    rng = np.random.default_rng(3)
+    params = np.zeros(62)
+    params[SHAPE], params[EXPRESSION] = rng.normal(size=40), rng.normal(size=10)
+    params[:12] = np.hstack([scale * rotation_matrix(angles), [[centre[0]], [centre[1]], [0.0]]]).ravel()
+    return params
+
+
+def test_subdivision_levels_are_prefixes_of_the_dense_mesh(face_model):
+    levels = face_model.subdivision_levels
+    assert np.array_equal(face_model.level_triangles(levels), face_model.dense_triangles)
+    assert face_model.n_level_vertices(levels) == face_model.n_dense_vertices
+    for level in range(levels + 1):
+        tris = face_model.level_triangles(level)
+        assert len(tris) == len(face_model.triangles) * 4 ** level
+        assert tris.min() == 0 and tris.max() == face_model.n_level_vertices(level) - 1
+    with pytest.raises(ValueError, match="level"):
+        face_model.level_triangles(levels + 1)
+
+
+def test_overlay_mesh_picks_the_coarser_level_only_for_small_triangles(face_model):
+    coarse = face_model.subdivision_levels - 1
+    small = face_model.dense_vertices(face_params(100.0))      # the sample video's face size
+    vertices, tris = face_model.overlay_mesh(small)
+    assert len(vertices) == face_model.n_level_vertices(coarse) and np.shares_memory(vertices, small)
+    assert sorted(map(tuple, np.sort(tris, 1))) == sorted(map(tuple, np.sort(face_model.level_triangles(coarse), 1)))
+    for vertices, tris in (face_model.overlay_mesh(small, "full"),
+                           face_model.overlay_mesh(face_model.dense_vertices(face_params(800.0))),  # ~1800 px
+                           face_model.overlay_mesh(np.full_like(small, np.nan))):
+        assert len(vertices) == face_model.n_dense_vertices and tris is face_model.render_triangles
+    with pytest.raises(ValueError, match="detail"):
+        face_model.overlay_mesh(small, "medium")
+
+
+@pytest.mark.parametrize("scale", [50.0, 100.0, 350.0])
+def test_coarser_overlay_draws_the_same_picture(lit, face_model, scale):
+    # The coarser level is the same smooth surface; only its normals (the shading) are
+    # coarser. Over the face the pictures differ by under a grey level on average. The
+    # level below it would not pass: ~2 grey levels mean, 8.5 at the 99th percentile.
+    params = face_params(scale, centre=(2.0 * scale, 1.6 * scale))
+    dense = face_model.dense_vertices(params)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (int(3.2 * scale), int(4 * scale), 3), dtype=np.uint8)
+    full, auto = base.copy(), base.copy()
+    lit.render(full, *face_model.overlay_mesh(dense, "full"))
+    vertices, tris = face_model.overlay_mesh(dense)
+    assert len(tris) < len(face_model.dense_triangles)
+    lit.render(auto, vertices, tris)
+    face = (full != base).any(2)
+    assert face.mean() > 0.1
+    difference = np.abs(full.astype(int) - auto.astype(int)).max(2)
+    assert difference[face].mean() < 1.0 and np.percentile(difference[face], 99) <= 4
+    assert (difference > 32).mean() < 0.002       # a few pixels along the outline
+
+
 # --- library loading ----------------------------------------------------------------
 
 def test_library_abi_version():

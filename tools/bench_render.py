@@ -18,7 +18,10 @@ with black rows: the face is the same), per face and call, the workloads
 interleaved (each round runs all of them once) so that they share the
 machine's load:
 
-* ``shaded overlay``: ``MeshRenderer.render`` again, for comparison;
+* ``shaded overlay``: ``MeshRenderer.render`` again, for comparison, with the
+  full mesh and with the level of detail the mesh mode draws by default
+  (:meth:`FaceModel.overlay_mesh`: one subdivision level coarser for faces
+  this size, the first 7,092 vertices and 13,920 triangles);
 
 * ``depth (rasterize)``: ``MeshRenderer.rasterize`` with depth and coverage
   (the C ``render_maps`` and the binding, crops copied out);
@@ -126,7 +129,10 @@ def bench_maps(renderer: MeshRenderer, path: Path, runs: int) -> list[str]:
     tris = maps.render_triangles(model)  # the order the product renders maps in
     shape, image = frame.shape[:2], frame.copy()  # the pictures are drawn into `image` in place, as video does
     workloads = {
-        "shaded overlay (render, the mesh mode)": lambda v: renderer.render(image, v, model.render_triangles),
+        "shaded overlay (render, full mesh: mesh mode --mesh-detail full)":
+            lambda v: renderer.render(image, v, model.render_triangles),
+        "shaded overlay (render, overlay_mesh auto: the mesh mode's default)":
+            lambda v: renderer.render(image, *model.overlay_mesh(v)),
         "depth (rasterize: depth + mask)": lambda v: renderer.rasterize(shape, v, tris),
         "depth map + picture (maps.depth_map, depth_image)":
             lambda v: maps.depth_image(maps.depth_map(renderer, shape, [v], tris), out=image),
