@@ -105,22 +105,36 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
     ``iou_threshold`` form a cluster; the cluster's boxes and keypoints are
     averaged with score weights, and the cluster keeps its best score.
     """
+    n = len(scores)
+    if n == 0:
+        return []
     order = np.argsort(-scores, kind="stable")
-    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
-    remaining = np.ones(len(scores), dtype=bool)
-    detections = []
-    for i in range(len(scores)):  # loops over clusters (a few faces), not anchors
+    # n is the anchors over the score threshold, a few per face: the greedy clustering
+    # runs on plain floats (numpy calls on a handful of boxes cost more than the
+    # arithmetic), and each cluster's score-weighted average is a row of one product.
+    box_list, score_list = boxes[order].tolist(), scores[order].tolist()
+    remaining, heads, weights = [True] * n, [], np.zeros((n, n), np.float32)
+    for i in range(n):   # loops over clusters (a few faces), not anchors
         if not remaining[i]:
             continue
-        cluster = remaining & (box_iou(boxes[i], boxes) > iou_threshold)
-        cluster[i] = True
-        weights = scores[cluster] / scores[cluster].sum()
-        detections.append(Detection(
-            box=(weights[:, None] * boxes[cluster]).sum(0).astype(np.float32),
-            keypoints=(weights[:, None, None] * keypoints[cluster]).sum(0).astype(np.float32),
-            score=float(scores[i])))
-        remaining &= ~cluster
-    return detections
+        a0, a1, a2, a3 = box_list[i]
+        area, row, total = (a2 - a0) * (a3 - a1), weights[len(heads)], 0.0
+        for j in range(i, n):
+            if not remaining[j]:
+                continue
+            if j != i:   # pair_iou, inlined
+                b0, b1, b2, b3 = box_list[j]
+                inter = max(min(a2, b2) - max(a0, b0), 0.0) * max(min(a3, b3) - max(a1, b1), 0.0)
+                if inter / max(area + (b2 - b0) * (b3 - b1) - inter, 1e-9) <= iou_threshold:
+                    continue
+            remaining[j] = False
+            row[j] = score_list[j]
+            total += score_list[j]
+        row /= total
+        heads.append(i)
+    merged = weights[:len(heads)] @ np.concatenate([boxes[order], keypoints[order].reshape(n, -1)], axis=1)
+    return [Detection(box=merged[k, :4].copy(), keypoints=merged[k, 4:].reshape(-1, 2), score=score_list[i])
+            for k, i in enumerate(heads)]
 
 
 def merge_detections(*groups: list[Detection], iou_threshold: float = NMS_IOU_THRESHOLD) -> list[Detection]:
@@ -173,6 +187,17 @@ class FaceDetector:
         self._model = TFLiteModel(assets.require_model(config["path"]), num_threads)
         self._anchors = ssd_anchor_centers(self.input_size, config["strides"], config["anchors_per_layer"])
         self._tensor = np.zeros((1, self.input_size, self.input_size, 3), np.float32)
+        self._logit_threshold = float(np.log(self.score_threshold / (1.0 - self.score_threshold)))
+        # Decoding is affine in the 16 regressed values and the anchor centre: the box
+        # corners are centre +- half the size, the keypoints centre + offset (in input
+        # pixels; x_scale = input size). One product with `_decode` plus the anchor
+        # term gives all 16 outputs (x1, y1, x2, y2, then the keypoints) of the kept anchors.
+        decode = np.zeros((16, 16), np.float32)
+        decode[0, [0, 2]] = decode[1, [1, 3]] = 1.0            # box centre offset
+        decode[2, 0], decode[2, 2], decode[3, 1], decode[3, 3] = -0.5, 0.5, -0.5, 0.5   # box size
+        decode[4:, 4:] = np.eye(12, dtype=np.float32)          # keypoint offsets
+        self._decode = decode
+        self._anchor_terms = np.tile(self._anchors * np.float32(self.input_size), 8)   # x, y per output pair
 
     def _letterbox(self, image_bgr: np.ndarray) -> tuple[float, float, float]:
         """Resize with aspect kept and centre-pad into the input tensor.
@@ -202,22 +227,15 @@ class FaceDetector:
         """
         scale_x, scale_y, pad_x, pad_y = self._letterbox(image_bgr)
         regressors, classificators = self._model.run(self._tensor)
-        logits = np.clip(classificators[0, :, 0], -_SCORE_CLIP, _SCORE_CLIP)
-        keep = logits > np.log(self.score_threshold / (1.0 - self.score_threshold))
-        if not keep.any():
+        keep = np.flatnonzero(classificators[0, :, 0] > self._logit_threshold)
+        if not len(keep):
             return []
-        raw = regressors[0, keep]
-        scores = 1.0 / (1.0 + np.exp(-logits[keep]))
-        size = float(self.input_size)
-        centers = self._anchors[keep] * size  # anchor centres in input pixels (continuous)
-        # Model output is in input pixels relative to the anchor centre (x_scale = input size).
-        cx, cy = centers[:, 0] + raw[:, 0], centers[:, 1] + raw[:, 1]
-        half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-        boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
-        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + centers[:, None, :]
+        logits = np.clip(classificators[0, keep, 0], -_SCORE_CLIP, _SCORE_CLIP)
+        scores = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        decoded = regressors[0, keep] @ self._decode
+        decoded += self._anchor_terms[keep]
         # Undo the letterbox; continuous coordinates -> 0-based pixel centres (-0.5).
-        offset = np.array([pad_x, pad_y], np.float32)
-        inv_scale = np.array([1.0 / scale_x, 1.0 / scale_y], np.float32)
-        boxes = ((boxes.reshape(-1, 2, 2) - offset) * inv_scale - 0.5).reshape(-1, 4)
-        keypoints = (keypoints - offset) * inv_scale - 0.5
-        return weighted_nms(boxes, keypoints, scores.astype(np.float32))
+        decoded -= np.array([pad_x, pad_y] * 8, np.float32)
+        decoded *= np.array([1.0 / scale_x, 1.0 / scale_y] * 8, np.float32)
+        decoded -= np.float32(0.5)
+        return weighted_nms(decoded[:, :4], decoded[:, 4:].reshape(-1, 6, 2), scores)
