@@ -30,7 +30,7 @@ N_CAMERA, N_SHAPE, N_EXPRESSION = 12, 40, 10
 # FaceModel.overlay_mesh: the shaded overlay draws one subdivision level coarser
 # while that level's triangles cover at most this many pixels of the face's box
 # each (the sample video's face: ~4; checked by eye and by pixel difference up
-# to ~64, a face ~900 px wide).
+# to ~64, a face ~850 px wide).
 OVERLAY_DETAILS = ("auto", "full")
 OVERLAY_MAX_TRIANGLE_PX2 = 64.0
 N_PARAMS = N_CAMERA + N_SHAPE + N_EXPRESSION  # 62
@@ -272,7 +272,7 @@ class FaceModel:
         the 468 points' box over its triangle count at most
         :data:`OVERLAY_MAX_TRIANGLE_PX2` pixels. Its pictures differ from the full
         mesh's by 0.65 grey levels on average over the face (99 % of pixels within
-        2.5), the same at every face size checked (100-900 px wide; the
+        2.5), the same at every face size checked (105-840 px wide; the
         difference is the coarser normals' shading, the surface is the same
         smooth one), so the full mesh only pays for faces larger than that.
         Non-finite vertices get the full mesh (the renderer skips their triangles).

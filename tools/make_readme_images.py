@@ -11,7 +11,10 @@ without needing ``make demo``):
   files: depth, PNCC, UV texture, its visibility mask, the exported (completed)
   texture, and the textured mesh rendered back over the frame;
 - ``docs/modes_depth_pncc.jpg``: ``demo_video.py -m depth`` and ``-m pncc``
-  on the sample video (contact sheet).
+  on the sample video (contact sheet);
+- ``docs/overlay_detail.jpg``: the mesh overlay of two sample frames drawn
+  with the full dense mesh and at the mesh mode's default level of detail
+  (``FaceModel.overlay_mesh``), and their difference times 10.
 """
 
 from __future__ import annotations
@@ -54,6 +57,34 @@ def _tile(picture: np.ndarray, box, size: int, title: str) -> np.ndarray:
     tile = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR)
     draw_label(tile, title, (6, 18))
     return tile
+
+
+def overlay_detail_picture(docs: Path) -> None:
+    """docs/overlay_detail.jpg: full mesh | default level of detail | difference x 10, two frames."""
+    from service.pipeline import FacePipeline
+    from service.render import MeshRenderer
+
+    pipeline, renderer = FacePipeline(detector="short"), MeshRenderer()
+    model = pipeline.model
+    rows = []
+    for index in (330, 405):
+        frame = sample_frame(index)
+        face = pipeline.process(frame)[0]
+        vertices = model.dense_vertices(face.params62)
+        full, auto = frame.copy(), frame.copy()
+        renderer.render(full, *model.overlay_mesh(vertices, "full"))
+        coarse_vertices, coarse_triangles = model.overlay_mesh(vertices)
+        renderer.render(auto, coarse_vertices, coarse_triangles)
+        difference = np.clip(np.abs(full.astype(np.int16) - auto.astype(np.int16)) * 10, 0, 255).astype(np.uint8)
+        x1, y1, x2, y2 = face.box
+        side = int(round(1.15 * max(x2 - x1, y2 - y1)))
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        box = (int(cx - side / 2), int(cy - side / 2), int(cx - side / 2) + side, int(cy - side / 2) + side)
+        rows.append(np.hstack([_tile(full, box, 300, f"full: {len(model.render_triangles)} triangles"),
+                               _tile(auto, box, 300, f"auto: {len(coarse_triangles)} triangles"),
+                               _tile(difference, box, 300, "difference x 10")]))
+    cv2.imwrite(str(docs / "overlay_detail.jpg"), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    print("wrote docs/overlay_detail.jpg")
 
 
 def output_pictures(docs: Path) -> None:
@@ -107,12 +138,14 @@ def output_pictures(docs: Path) -> None:
         sheet = contact_sheet(videos, frames=4, width=240)
         cv2.imwrite(str(docs / "modes_depth_pncc.jpg"), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
     print("wrote docs/views.jpg, docs/depth_pncc_uv.jpg and docs/modes_depth_pncc.jpg")
+    overlay_detail_picture(docs)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outputs-only", action="store_true",
-                        help="only the pictures of the depth / PNCC / UV / views outputs")
+                        help="only the pictures of the depth / PNCC / UV / views outputs and of the overlay's "
+                             "level of detail")
     args = parser.parse_args()
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
