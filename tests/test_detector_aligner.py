@@ -31,6 +31,61 @@ def test_weighted_nms_averages_a_cluster_by_score():
     assert len(merged) == 2
 
 
+def test_weighted_nms_clusters_greedily_by_score():
+    # B overlaps A (IoU 0.43) and C (0.43), C does not overlap A (0.11): A takes B, and
+    # C, left alone, is its own face (the clusters do not chain through B).
+    boxes = np.array([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]], np.float32)
+    keypoints = np.arange(36, dtype=np.float32).reshape(3, 6, 2)
+    scores = np.array([0.7, 0.8, 0.9], np.float32)[::-1].copy()   # A 0.9, B 0.8, C 0.7
+    dets = weighted_nms(boxes, keypoints, scores)
+    assert [d.score for d in dets] == pytest.approx([0.9, 0.7])
+    weights = np.array([0.9, 0.8]) / 1.7
+    assert np.allclose(dets[0].box, weights @ boxes[:2]) and np.allclose(dets[1].box, boxes[2])
+    assert np.allclose(dets[0].keypoints, np.tensordot(weights, keypoints[:2], 1))
+    assert dets[0].keypoints.shape == (6, 2) and dets[0].box.dtype == np.float32
+    assert weighted_nms(boxes[:0], keypoints[:0], scores[:0]) == []
+
+
+def test_detections_decode_every_anchor_as_mediapipe_does(sample_video, models_present):
+    """The product decodes the kept anchors in one affine product; here each anchor is
+    decoded on its own, written out as MediaPipe's TensorsToDetectionsCalculator does."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(sample_video))
+    frames = [capture.read()[1] for _ in range(40)][::8]
+    capture.release()
+    for model in ("short", "full"):
+        detector = FaceDetector(model)
+        for frame in frames:
+            found = detector.process(frame)
+            regressors, classificators = detector._model.run(detector._tensor)   # the same frame's outputs
+            h, w = frame.shape[:2]
+            size = detector.input_size
+            new_w, new_h = max(1, round(w * size / max(h, w))), max(1, round(h * size / max(h, w)))
+            pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+            boxes, keypoints, scores = [], [], []
+            for k in range(len(detector._anchors)):
+                score = 1 / (1 + np.exp(-np.clip(float(classificators[0, k, 0]), -100, 100)))
+                if score <= detector.score_threshold:
+                    continue
+                r = regressors[0, k].astype(np.float64)
+                ax, ay = detector._anchors[k] * size
+                cx, cy = ax + r[0], ay + r[1]
+                corners = [cx - r[2] / 2, cy - r[3] / 2, cx + r[2] / 2, cy + r[3] / 2]
+                points = [(ax + r[4 + 2 * j], ay + r[5 + 2 * j]) for j in range(6)]
+                to_image = lambda x, y: ((x - pad_x) * w / new_w - 0.5, (y - pad_y) * h / new_h - 0.5)  # noqa: E731
+                boxes.append([*to_image(*corners[:2]), *to_image(*corners[2:])])
+                keypoints.append([to_image(*p) for p in points])
+                scores.append(score)
+            assert len(scores) > 0
+            expected = weighted_nms(np.array(boxes, np.float32), np.array(keypoints, np.float32),
+                                    np.array(scores, np.float32))
+            assert len(found) == len(expected) >= 1
+            for a, b in zip(found, expected):
+                assert a.score == pytest.approx(b.score, rel=1e-6)
+                assert np.abs(a.box - b.box).max() < 1e-3 and np.abs(a.keypoints - b.keypoints).max() < 1e-3
+
+
 def _center(labels):
     return (labels.min(0) + labels.max(0)) / 2
 
