@@ -27,15 +27,16 @@ from .pose import Pose, det3, umeyama, yaw_pitch_roll_deg
 from .subdivision import subdivision_maps
 
 N_CAMERA, N_SHAPE, N_EXPRESSION = 12, 40, 10
+N_PARAMS = N_CAMERA + N_SHAPE + N_EXPRESSION  # 62
+SHAPE = slice(N_CAMERA, N_CAMERA + N_SHAPE)
+EXPRESSION = slice(N_CAMERA + N_SHAPE, N_PARAMS)
+
 # FaceModel.overlay_mesh: the shaded overlay draws one subdivision level coarser
 # while that level's triangles cover at most this many pixels of the face's box
 # each (the sample video's face: ~4; checked by eye and by pixel difference up
 # to ~64, a face ~850 px wide).
 OVERLAY_DETAILS = ("auto", "full")
 OVERLAY_MAX_TRIANGLE_PX2 = 64.0
-N_PARAMS = N_CAMERA + N_SHAPE + N_EXPRESSION  # 62
-SHAPE = slice(N_CAMERA, N_CAMERA + N_SHAPE)
-EXPRESSION = slice(N_CAMERA + N_SHAPE, N_PARAMS)
 
 
 class FitError(ValueError):
@@ -255,8 +256,8 @@ class FaceModel:
         :attr:`dense_triangles`), indexing the first vertices of the dense mesh.
 
         Each Loop level keeps the previous level's vertices first, so the dense mesh's
-        first ``4**level``-fold fewer vertices with these triangles are a coarser mesh of
-        the same surface (those vertices smoothed by the later levels).
+        first :meth:`n_level_vertices` vertices with these triangles are a coarser mesh
+        of the same surface (those vertices smoothed by the later levels).
         """
         if not 0 <= level <= self.subdivision_levels:
             raise ValueError(f"level must be 0..{self.subdivision_levels}, got {level}")
