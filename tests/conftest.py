@@ -102,12 +102,23 @@ def video_pipeline(models_present):
     return FacePipeline(detector="short")
 
 
+def _render_variant(tmp_path_factory, name: str, flag: str) -> Path:
+    """render/render.c built with ``-D<flag>`` into a temporary library."""
+    if shutil.which("gcc") is None:
+        pytest.skip(f"needs gcc to build the {name} variant of the renderer")
+    library = tmp_path_factory.mktemp(f"render_{name}") / f"librender_{name}.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-std=c99", f"-D{flag}", "-o", str(library),
+                    str(ROOT / "render" / "render.c"), "-lm"], check=True)
+    return library
+
+
 @pytest.fixture(scope="session")
 def scalar_render_library(tmp_path_factory) -> Path:
     """render/render.c built without SIMD (-DRENDER_NO_SIMD): the code path of CPUs without AVX2."""
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc to build the scalar variant of the renderer")
-    library = tmp_path_factory.mktemp("render_scalar") / "librender_scalar.so"
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-std=c99", "-DRENDER_NO_SIMD", "-o", str(library),
-                    str(ROOT / "render" / "render.c"), "-lm"], check=True)
-    return library
+    return _render_variant(tmp_path_factory, "scalar", "RENDER_NO_SIMD")
+
+
+@pytest.fixture(scope="session")
+def avx2_render_library(tmp_path_factory) -> Path:
+    """render/render.c built without its AVX-512 tiles (-DRENDER_NO_AVX512): CPUs with AVX2 only."""
+    return _render_variant(tmp_path_factory, "avx2", "RENDER_NO_AVX512")

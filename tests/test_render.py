@@ -429,12 +429,13 @@ def test_dense_half_sphere_renders(lit):
     np.testing.assert_array_equal(img2[r < 99], img[r < 99])
 
 
-def test_simd_and_scalar_code_paths_agree(scalar_render_library):
-    # render.c has a SIMD triangle pass (x86-64 with AVX2) and a scalar one (other CPUs);
-    # they must give identical images, ties on edges and equal depths included.
+def test_simd_and_scalar_code_paths_agree(scalar_render_library, avx2_render_library):
+    # render.c has a SIMD triangle pass (x86-64 with AVX2; triangles wider than two pixel
+    # centres in 4x2 tiles where the CPU has AVX-512) and a scalar one (other CPUs); they
+    # must give identical images, ties on edges and equal depths included.
     scalar_lib = scalar_render_library
     rng = np.random.default_rng(11)
-    meshes = [half_sphere(40.0, 30.0, 28.0, grid=60)]
+    meshes = [half_sphere(40.0, 30.0, 28.0, grid=60), half_sphere(30.0, 22.0, 20.0, grid=9)]
     for k in range(12):
         n = 41  # 123 vertices: not a multiple of the 8 lit at once by the SIMD path
         if k % 3 == 0:  # integer and half-integer corners: many centres exactly on edges
@@ -448,13 +449,16 @@ def test_simd_and_scalar_code_paths_agree(scalar_render_library):
         meshes.append((verts, np.arange(3 * n, dtype=np.int32).reshape(n, 3)))
     for kw in (dict(ambient=1.0, diffuse=0.0, specular=0.0), {}):
         simd, scalar = MeshRenderer(**kw), MeshRenderer(scalar_lib, **kw)
+        avx2 = MeshRenderer(avx2_render_library, **kw)
         for verts, tris in meshes:
             vcol = rng.uniform(0, 1, (len(verts), 3)).astype(np.float32)
             base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-            a, b = base.copy(), base.copy()
+            a, b, c = base.copy(), base.copy(), base.copy()
             simd.render(a, verts, tris, vertex_colors=vcol, alpha=0.6)
             scalar.render(b, verts, tris, vertex_colors=vcol, alpha=0.6)
+            avx2.render(c, verts, tris, vertex_colors=vcol, alpha=0.6)
             np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
 
 
 # --- level of detail of the face overlay ---------------------------------------------
