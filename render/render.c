@@ -282,12 +282,13 @@ __attribute__((target("avx2"), always_inline)) static inline void store2(float *
     _mm_storeu_ps(lo, _mm256_castps256_ps128(v)); _mm_storeu_ps(hi, _mm256_extractf128_ps(v, 1));
 }
 
-/* Rare: candidate pixel centres exactly on an edge go through the exact tie rule. */
+/* Rare: candidate pixel centres exactly on an edge go through the exact tie rule. Lane k
+ * of a tile `columns` (2 or 4) wide is pixel (x0 + k % columns, y0 + k / columns). */
 __attribute__((noinline)) static void ties_exact(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C,
-                                                 int x0, int y0, int mask)
+                                                 int x0, int y0, int mask, int columns)
 {
-    for (int k = 0; k < 4; k++)
-        if (mask >> k & 1) pixel_exact(c, t, A, B, C, x0 + (k & 1), y0 + (k >> 1));
+    for (int k = 0; k < 2 * columns; k++)
+        if (mask >> k & 1) pixel_exact(c, t, A, B, C, x0 + k % columns, y0 + k / columns);
 }
 
 /* Depth test of triangle t against the 2x2 pixel tile at (tx, ty), lanes in bm (bit k:
@@ -310,7 +311,7 @@ tile_avx2(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C, int 
     __m256d pr = _mm256_mul_pd(_mm256_min_pd(eab, _mm256_min_pd(ebc, eca)), _mm256_max_pd(eab, _mm256_max_pd(ebc, eca)));
     int in = _mm256_movemask_pd(_mm256_cmp_pd(pr, _mm256_setzero_pd(), _CMP_GT_OQ)) & bm;
     int tie = _mm256_movemask_pd(_mm256_cmp_pd(pr, _mm256_setzero_pd(), _CMP_EQ_OQ)) & bm;
-    if (__builtin_expect(tie, 0)) ties_exact(c, t, A, B, C, tx, ty, tie);
+    if (__builtin_expect(tie, 0)) ties_exact(c, t, A, B, C, tx, ty, tie, 2);
 
     /* depth and weights of b and c, as pixel_exact computes them */
     __m256d ia = _mm256_div_pd(_mm256_set1_pd(1.0), _mm256_add_pd(_mm256_add_pd(eab, ebc), eca));
@@ -347,14 +348,6 @@ __attribute__((target("avx2"), noinline)) static void big_avx2(const Ctx *c, int
 }
 
 #ifdef RENDER_AVX512
-/* Rare: candidate pixel centres of a 4x2 tile exactly on an edge (lane k: column k & 3, row k >> 2). */
-__attribute__((noinline)) static void ties_exact8(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C,
-                                                  int x0, int y0, int mask)
-{
-    for (int k = 0; k < 8; k++)
-        if (mask >> k & 1) pixel_exact(c, t, A, B, C, x0 + (k & 3), y0 + (k >> 2));
-}
-
 /* tile_avx2 for a 4x2 tile in 8 double lanes (lane k: pixel (tx + (k & 3), ty + (k >> 2))),
  * the same operations in the same order per pixel, so the same fragments. Each tile row
  * is 4 fragments, read and written whole as one 64-byte row (three padding columns keep it
@@ -377,7 +370,7 @@ tile8_avx512(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C, i
     __m512d pr = _mm512_mul_pd(_mm512_min_pd(eab, _mm512_min_pd(ebc, eca)), _mm512_max_pd(eab, _mm512_max_pd(ebc, eca)));
     int in = _mm512_cmp_pd_mask(pr, _mm512_setzero_pd(), _CMP_GT_OQ) & bm;
     int tie = _mm512_cmp_pd_mask(pr, _mm512_setzero_pd(), _CMP_EQ_OQ) & bm;
-    if (__builtin_expect(tie, 0)) ties_exact8(c, t, A, B, C, tx, ty, tie);
+    if (__builtin_expect(tie, 0)) ties_exact(c, t, A, B, C, tx, ty, tie, 4);
 
     __m512d ia = _mm512_div_pd(_mm512_set1_pd(1.0), _mm512_add_pd(_mm512_add_pd(eab, ebc), eca));
     __m512d z = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(ebc, _mm512_set1_pd(A->z)),
