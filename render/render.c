@@ -84,7 +84,8 @@
  * in 4 double lanes, branch-free; triangles whose box needs more tiles take several, and
  * where the CPU also has AVX-512 (F, DQ) those at least 3 pixel centres wide take 4x2
  * tiles in 8 double lanes instead (the coarser overlay mesh and large faces have many:
- * 7-18 % faster there; -DRENDER_NO_AVX512 leaves them out). The other passes use SSE2,
+ * the 1080p overlay in the video benchmark took 3.0 instead of 4.25 ms; -DRENDER_NO_AVX512
+ * leaves them out). The other passes use SSE2,
  * which every x86-64 has. Other CPUs (or -DRENDER_NO_SIMD) take scalar code with the same
  * coverage; all paths give identical images.
  */
@@ -351,7 +352,7 @@ __attribute__((target("avx2"), noinline)) static void big_avx2(const Ctx *c, int
 /* tile_avx2 for a 4x2 tile in 8 double lanes (lane k: pixel (tx + (k & 3), ty + (k >> 2))),
  * the same operations in the same order per pixel, so the same fragments. Each tile row
  * is 4 fragments, read and written whole as one 64-byte row (three padding columns keep it
- * in bounds): 10-19 % faster for large faces than masked loads and stores, which the next
+ * in bounds): 3-19 % faster for large faces than masked loads and stores, which the next
  * tile's overlapping load has to wait for. */
 __attribute__((target("avx512f,avx512dq"), always_inline)) static inline void
 tile8_avx512(const Ctx *c, int t, const Vert *A, const Vert *B, const Vert *C, int tx, int ty, int bm)
