@@ -85,9 +85,8 @@
  * where the CPU also has AVX-512 (F, DQ) those at least 3 pixel centres wide take 4x2
  * tiles in 8 double lanes instead (the coarser overlay mesh and large faces have many:
  * the 1080p overlay in the video benchmark took 3.0 instead of 4.25 ms; -DRENDER_NO_AVX512
- * leaves them out). The other passes use SSE2,
- * which every x86-64 has. Other CPUs (or -DRENDER_NO_SIMD) take scalar code with the same
- * coverage; all paths give identical images.
+ * leaves them out). The other passes use SSE2, which every x86-64 has. Other CPUs (or
+ * -DRENDER_NO_SIMD) take scalar code with the same coverage; all paths give identical images.
  */
 #include <math.h>
 #include <stdint.h>
@@ -117,7 +116,7 @@ int render_abi_version(void) { return RENDER_ABI_VERSION; }
 /* One cache line per vertex with everything the triangle pass reads or updates, because
  * in mesh order the triangles sharing a vertex are thousands apart (cache misses). */
 typedef struct {
-    float p[4];      /* x, y, z, 0: the normal is computed in float, as before */
+    float p[4];      /* x, y, z, 0: the float copy the normals are computed from */
     float n[4];      /* area-weighted normal accumulator */
     double x, y, z;  /* double copies for the exact edge functions and depth */
     int16_t box[4];  /* first column, first row, -last column, -last row of the pixel
@@ -622,9 +621,9 @@ static int rasterise(Raster *r, int height, int width, const float *vertices, in
         Vert *q = V + v;
         ok[v] = isfinite(p[0]) && isfinite(p[1]) && isfinite(p[2]);
         all_ok &= ok[v];
-        q->p[0] = p[0]; q->p[1] = p[1]; q->p[2] = p[2]; q->p[3] = 0;
+        q->p[0] = p[0]; q->p[1] = p[1]; q->p[2] = p[2]; q->p[3] = 0;   /* no box: only the AVX2 path uses it */
         q->n[0] = q->n[1] = q->n[2] = q->n[3] = 0;
-        q->x = p[0]; q->y = p[1]; q->z = p[2];   /* box: only the AVX2 path uses it */
+        q->x = p[0]; q->y = p[1]; q->z = p[2];
         if (!ok[v]) continue;
         bx0 = minf(bx0, p[0]); bx1 = maxf(bx1, p[0]);
         by0 = minf(by0, p[1]); by1 = maxf(by1, p[1]);

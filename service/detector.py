@@ -92,7 +92,12 @@ def pair_iou(a: np.ndarray, b: np.ndarray) -> float:
     The tracker compares each face with its previous box on every frame, where
     numpy's per-call cost made the vectorised form take ~11 us for one pair (~1 us here).
     """
-    (a0, a1, a2, a3), (b0, b1, b2, b3) = np.asarray(a, np.float64).tolist(), np.asarray(b, np.float64).tolist()
+    return _float_iou(np.asarray(a, np.float64).tolist(), np.asarray(b, np.float64).tolist())
+
+
+def _float_iou(a, b) -> float:
+    """IoU of two boxes given as sequences of 4 Python floats (x1, y1, x2, y2)."""
+    (a0, a1, a2, a3), (b0, b1, b2, b3) = a, b
     inter = max(min(a2, b2) - max(a0, b0), 0.0) * max(min(a3, b3) - max(a1, b1), 0.0)
     return inter / max((a2 - a0) * (a3 - a1) + (b2 - b0) * (b3 - b1) - inter, 1e-9)
 
@@ -117,16 +122,10 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
     for i in range(n):   # loops over clusters (a few faces), not anchors
         if not remaining[i]:
             continue
-        a0, a1, a2, a3 = box_list[i]
-        area, row, total = (a2 - a0) * (a3 - a1), weights[len(heads)], 0.0
+        row, total = weights[len(heads)], 0.0
         for j in range(i, n):
-            if not remaining[j]:
+            if not remaining[j] or (j != i and _float_iou(box_list[i], box_list[j]) <= iou_threshold):
                 continue
-            if j != i:   # pair_iou, inlined
-                b0, b1, b2, b3 = box_list[j]
-                inter = max(min(a2, b2) - max(a0, b0), 0.0) * max(min(a3, b3) - max(a1, b1), 0.0)
-                if inter / max(area + (b2 - b0) * (b3 - b1) - inter, 1e-9) <= iou_threshold:
-                    continue
             remaining[j] = False
             row[j] = score_list[j]
             total += score_list[j]

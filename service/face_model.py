@@ -39,6 +39,12 @@ OVERLAY_DETAILS = ("auto", "full")
 OVERLAY_MAX_TRIANGLE_PX2 = 64.0
 
 
+def check_overlay_detail(detail: str, name: str = "detail") -> None:
+    """Raise ValueError unless ``detail`` is one of :data:`OVERLAY_DETAILS`."""
+    if detail not in OVERLAY_DETAILS:
+        raise ValueError(f"{name} must be one of {', '.join(OVERLAY_DETAILS)}, got {detail!r}")
+
+
 class FitError(ValueError):
     """The points admit no model fit (all at one place, or overflowing); not a face."""
 
@@ -112,7 +118,7 @@ class FaceModel:
         self._solver32 = self._solver.astype(np.float32)
         self._basis32 = basis.astype(np.float32)
         self._dense_maps, self._level_triangles = subdivision_maps(self.triangles, len(self.mean),
-                                                                   self.subdivision_levels, every_level=True)
+                                                                   self.subdivision_levels)
         self.dense_triangles = self._level_triangles[-1]
 
     @classmethod
@@ -278,8 +284,7 @@ class FaceModel:
         smooth one), so the full mesh only pays for faces larger than that.
         Non-finite vertices get the full mesh (the renderer skips their triangles).
         """
-        if detail not in OVERLAY_DETAILS:
-            raise ValueError(f"detail must be one of {', '.join(OVERLAY_DETAILS)}, got {detail!r}")
+        check_overlay_detail(detail)
         level = self.subdivision_levels - 1
         if detail == "auto" and level >= 0:
             # the box of the first 468 vertices (1-D reductions: numpy's column

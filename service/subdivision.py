@@ -84,25 +84,24 @@ def loop_subdivide(triangles: np.ndarray, n_vertices: int) -> tuple[sp.csr_matri
     return level_map, fine.astype(np.int32)
 
 
-def subdivision_maps(triangles: np.ndarray, n_vertices: int, levels: int, every_level: bool = False):
+def subdivision_maps(triangles: np.ndarray, n_vertices: int, levels: int):
     """``levels`` successive Loop levels.
 
     Returns
     -------
     maps : list of scipy.sparse.csr_matrix
         Apply in order: ``v = maps[k] @ v``.
-    triangles : ndarray, shape (4**levels * m, 3)
-        Triangles of the finest mesh; with ``every_level``, a list of the
-        triangles of each level instead, ``[coarse, level 1, ..., finest]``.
-        As each level keeps the old vertices first, level ``k``'s triangles
-        index the first ``maps[k - 1].shape[0]`` vertices of the finest mesh
-        too: those vertices, smoothed by the later levels, with level ``k``'s
-        triangles are a coarser mesh of the same surface.
+    level_triangles : list of ndarray
+        The triangles of each level, ``[coarse, level 1, ..., finest]`` (level
+        ``k`` has ``4**k * m``). As each level keeps the old vertices first,
+        level ``k``'s triangles index the first ``maps[k - 1].shape[0]``
+        vertices of the finest mesh too: those vertices, smoothed by the later
+        levels, with level ``k``'s triangles are a coarser mesh of the same surface.
     """
-    maps, per_level = [], [np.asarray(triangles, np.int32)]
+    maps, level_triangles = [], [np.asarray(triangles, np.int32)]
     for _ in range(levels):
         level_map, triangles = loop_subdivide(triangles, n_vertices)
         maps.append(level_map.astype(np.float32))
-        per_level.append(triangles)
+        level_triangles.append(triangles)
         n_vertices = level_map.shape[0]
-    return maps, (per_level if every_level else triangles)
+    return maps, level_triangles

@@ -46,10 +46,9 @@ class FaceViews:
 
     def __init__(self, model, renderer, canonical_vertices: np.ndarray, dense_step: int = 6,
                  mesh_detail: str = "auto"):
-        from .face_model import OVERLAY_DETAILS
+        from .face_model import check_overlay_detail
 
-        if mesh_detail not in OVERLAY_DETAILS:
-            raise ValueError(f"mesh_detail must be one of {', '.join(OVERLAY_DETAILS)}, got {mesh_detail!r}")
+        check_overlay_detail(mesh_detail, "mesh_detail")
         self.model, self.renderer = model, renderer
         self.canonical_vertices = canonical_vertices
         self.dense_step = int(dense_step)
